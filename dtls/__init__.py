@@ -1,0 +1,29 @@
+"""dtls: Datagram TLS for Python, with a C record layer.
+
+`dtls.record_backend` is "c" when the C record layer was built, "python" when the
+pure-Python fallback is in use (see dtls.record).
+"""
+
+from .protection import NULL_PROTECTION, BulkCipher, MacAlgorithm, Protection
+from .record import BACKEND as record_backend
+from .record import CipherState, ReplayWindow, split_records
+from .recordbase import (
+    DTLS1_0,
+    DTLS1_2,
+    ContentType,
+    OpenResult,
+    OpenStatus,
+    RecordBatch,
+    RecordHeader,
+    RecordLayerError,
+    SequenceExhausted,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BulkCipher", "CipherState", "ContentType", "DTLS1_0", "DTLS1_2", "MacAlgorithm",
+    "NULL_PROTECTION", "OpenResult", "OpenStatus", "Protection", "RecordBatch", "RecordHeader",
+    "RecordLayerError", "ReplayWindow", "SequenceExhausted", "record_backend", "split_records",
+    "__version__",
+]

@@ -1,0 +1,136 @@
+"""Record protection parameters: which bulk cipher and MAC protect a record.
+
+A cipher suite (negotiated by the handshake) maps onto one `Protection`; the record layer
+only needs to know the bulk cipher, the MAC and whether encrypt-then-MAC (RFC 7366) was
+negotiated.  Key sizes follow RFC 5246 6.3 / RFC 5288 / RFC 7905.
+
+The integer values of the enums are part of the C ABI (csrc/record.h): do not renumber.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+HEADER_LEN = 13
+"""DTLS record header: type(1) version(2) epoch(2) sequence_number(6) length(2)."""
+
+BLOCK_LEN = 16
+"""AES block size; also the explicit IV length of CBC records (TLS 1.1+ / DTLS)."""
+
+AEAD_TAG_LEN = 16
+GCM_EXPLICIT_NONCE_LEN = 8
+"""RFC 5288 3: the explicit part of the GCM nonce carried in each record (we send epoch||seq)."""
+
+
+class BulkCipher(IntEnum):
+    NULL = 0
+    AES_128_GCM = 1
+    AES_256_GCM = 2
+    CHACHA20_POLY1305 = 3
+    AES_128_CBC = 4
+    AES_256_CBC = 5
+
+
+class MacAlgorithm(IntEnum):
+    NONE = 0
+    SHA1 = 1
+    SHA256 = 2
+    SHA384 = 3
+
+
+_KEY_LEN = {
+    BulkCipher.NULL: 0,
+    BulkCipher.AES_128_GCM: 16,
+    BulkCipher.AES_256_GCM: 32,
+    BulkCipher.CHACHA20_POLY1305: 32,
+    BulkCipher.AES_128_CBC: 16,
+    BulkCipher.AES_256_CBC: 32,
+}
+# The implicit ("fixed") IV from the key block: GCM salt (RFC 5288 3), ChaCha20 IV (RFC 7905 2).
+_FIXED_IV_LEN = {
+    BulkCipher.NULL: 0,
+    BulkCipher.AES_128_GCM: 4,
+    BulkCipher.AES_256_GCM: 4,
+    BulkCipher.CHACHA20_POLY1305: 12,
+    BulkCipher.AES_128_CBC: 0,
+    BulkCipher.AES_256_CBC: 0,
+}
+_MAC_LEN = {MacAlgorithm.NONE: 0, MacAlgorithm.SHA1: 20, MacAlgorithm.SHA256: 32, MacAlgorithm.SHA384: 48}
+_AEAD = (BulkCipher.AES_128_GCM, BulkCipher.AES_256_GCM, BulkCipher.CHACHA20_POLY1305)
+_CBC = (BulkCipher.AES_128_CBC, BulkCipher.AES_256_CBC)
+
+
+@dataclass(frozen=True)
+class Protection:
+    """How records of one epoch are protected.
+
+    AEAD and NULL take no MAC; CBC always takes one, MAC-then-encrypt unless
+    `encrypt_then_mac` (RFC 7366) was negotiated.
+    """
+
+    cipher: BulkCipher
+    mac: MacAlgorithm = MacAlgorithm.NONE
+    encrypt_then_mac: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cipher", BulkCipher(self.cipher))
+        object.__setattr__(self, "mac", MacAlgorithm(self.mac))
+        if self.cipher in _CBC:
+            if self.mac is MacAlgorithm.NONE:
+                raise ValueError("CBC protection needs a MAC algorithm")
+        elif self.mac is not MacAlgorithm.NONE or self.encrypt_then_mac:
+            raise ValueError(f"{self.cipher.name} takes no separate MAC")
+
+    @property
+    def is_aead(self) -> bool:
+        return self.cipher in _AEAD
+
+    @property
+    def is_cbc(self) -> bool:
+        return self.cipher in _CBC
+
+    @property
+    def key_length(self) -> int:
+        return _KEY_LEN[self.cipher]
+
+    @property
+    def fixed_iv_length(self) -> int:
+        return _FIXED_IV_LEN[self.cipher]
+
+    @property
+    def mac_length(self) -> int:
+        """MAC output length; HMAC keys have the same length (RFC 5246 6.2.3.1)."""
+        return _MAC_LEN[self.mac]
+
+    def fragment_length(self, payload_len: int) -> int:
+        """Bytes of protected fragment that `seal` produces for `payload_len` plaintext bytes."""
+        if self.cipher is BulkCipher.NULL:
+            return payload_len
+        if self.cipher is BulkCipher.CHACHA20_POLY1305:
+            return payload_len + AEAD_TAG_LEN
+        if self.is_aead:
+            return GCM_EXPLICIT_NONCE_LEN + payload_len + AEAD_TAG_LEN
+        mac = self.mac_length
+        # Minimal TLS padding: 1..16 bytes so that the encrypted part is a block multiple.
+        if self.encrypt_then_mac:
+            return BLOCK_LEN + (payload_len // BLOCK_LEN + 1) * BLOCK_LEN + mac
+        return BLOCK_LEN + ((payload_len + mac) // BLOCK_LEN + 1) * BLOCK_LEN
+
+    def record_length(self, payload_len: int) -> int:
+        """Bytes on the wire (header included) for one record of `payload_len` bytes."""
+        return HEADER_LEN + self.fragment_length(payload_len)
+
+    def max_payload(self, record_len: int) -> int:
+        """Largest payload whose record fits in `record_len` bytes (for PMTU sizing); -1 if none."""
+        lo, hi = -1, min(record_len, 1 << 14)
+        while lo < hi:  # fragment_length is monotone; a few steps of bisection
+            mid = (lo + hi + 1) // 2
+            if self.record_length(mid) <= record_len:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+
+NULL_PROTECTION = Protection(BulkCipher.NULL)
