@@ -18,9 +18,12 @@ static uint64_t ct_barrier(uint64_t x)
     return x;
 }
 
-/* All-ones if x == 0, else 0. */
+/* All-ones if x == 0, else 0.  Inputs go through the barrier too: otherwise GCC shares
+   e.g. the i - n of a mask with the address pt + len - 1 - i, which leaks nothing but
+   makes secret-taint checkers (valgrind) unable to tell. */
 static uint64_t ct_is_zero(uint64_t x)
 {
+    x = ct_barrier(x);
     return ct_barrier(0 - ((~x & (x - 1)) >> 63));
 }
 
@@ -32,6 +35,8 @@ static uint64_t ct_eq(uint64_t a, uint64_t b)
 /* All-ones if a < b (unsigned, whole 64-bit range), else 0. */
 static uint64_t ct_lt(uint64_t a, uint64_t b)
 {
+    a = ct_barrier(a);
+    b = ct_barrier(b);
     return ct_barrier(0 - ((a ^ ((a ^ b) | ((a - b) ^ b))) >> 63));
 }
 
@@ -98,7 +103,7 @@ static uint64_t ror64(uint64_t x, unsigned r)
 
 static void sha1_compress(uint32_t h[5], const uint8_t *blk)
 {
-    const uint32_t SHA1_K0 = 0x5a827999, SHA1_K1 = 0x6ed9eba1, SHA1_K2 = 0x8f1bbcdc, SHA1_K3 = 0xca62c1d6;
+    const uint32_t k0 = 0x5a827999, k1 = 0x6ed9eba1, k2 = 0x8f1bbcdc, k3 = 0xca62c1d6;
     uint32_t w[80], a, b, c, d, e, t;
     unsigned i;
 
@@ -109,19 +114,19 @@ static void sha1_compress(uint32_t h[5], const uint8_t *blk)
     a = h[0]; b = h[1]; c = h[2]; d = h[3]; e = h[4];
     /* Four plain loops, one per round function, rather than a switch inside one loop. */
     for (i = 0; i < 20; i++) {
-        t = rol32(a, 5) + ((b & c) | (~b & d)) + e + SHA1_K0 + w[i];
+        t = rol32(a, 5) + ((b & c) | (~b & d)) + e + k0 + w[i];
         e = d; d = c; c = rol32(b, 30); b = a; a = t;
     }
     for (; i < 40; i++) {
-        t = rol32(a, 5) + (b ^ c ^ d) + e + SHA1_K1 + w[i];
+        t = rol32(a, 5) + (b ^ c ^ d) + e + k1 + w[i];
         e = d; d = c; c = rol32(b, 30); b = a; a = t;
     }
     for (; i < 60; i++) {
-        t = rol32(a, 5) + ((b & c) | (b & d) | (c & d)) + e + SHA1_K2 + w[i];
+        t = rol32(a, 5) + ((b & c) | (b & d) | (c & d)) + e + k2 + w[i];
         e = d; d = c; c = rol32(b, 30); b = a; a = t;
     }
     for (; i < 80; i++) {
-        t = rol32(a, 5) + (b ^ c ^ d) + e + SHA1_K3 + w[i];
+        t = rol32(a, 5) + (b ^ c ^ d) + e + k3 + w[i];
         e = d; d = c; c = rol32(b, 30); b = a; a = t;
     }
     h[0] += a; h[1] += b; h[2] += c; h[3] += d; h[4] += e;
@@ -588,7 +593,8 @@ long dtls_mte_verify(const dtls_hmac_key *k, uint8_t mac_header[13], const uint8
     }
     /* Un-rotate: mac[i] = rot[(i + r) mod ml], reading every rot byte for each i. */
     for (i = 0; i < ml; i++) {
-        uint64_t idx = i + r;
+        /* Barrier on i so GCC cannot turn i + r into the loop's induction variable. */
+        uint64_t idx = ct_barrier(i) + r;
         uint64_t m = 0;
         idx -= ml & ct_ge(idx, ml);
         for (j = 0; j < ml; j++)

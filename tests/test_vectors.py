@@ -44,9 +44,10 @@ TAG_LEN = 16
 GCM_BY_KEY_LEN = {16: BulkCipher.AES_128_GCM, 32: BulkCipher.AES_256_GCM}
 
 
-def _skipped(reason: str) -> list[Any]:
+def _skipped(reason: str, nargs: int = 1, source: str = "") -> list[Any]:
     """A single always-skipped parameter, so a missing source shows up as a skip."""
-    return [pytest.param(None, id="unavailable", marks=pytest.mark.skip(reason=reason))]
+    return [pytest.param(*[None] * nargs, id=f"{source}-unavailable" if source else "unavailable",
+                         marks=pytest.mark.skip(reason=reason))]
 
 
 def _unhex(value: str) -> bytes:
@@ -227,7 +228,7 @@ def _wycheproof(filename: str,
     """pytest params (group, test) for the tests of `filename` that `select` keeps."""
     path = WYCHEPROOF / filename
     if not path.is_file():
-        return _skipped(f"Wycheproof vectors not found: {path} is missing")
+        return _skipped(f"Wycheproof vectors not found: {path} is missing", 2, path.stem)
     data = json.loads(path.read_text())
     params = []
     for group in data["testGroups"]:
@@ -245,7 +246,7 @@ def _wycheproof_aead(filename: str, cipher_for: Callable[[dict[str, Any]], BulkC
             return False
         return (group["ivSize"] == 96) == nonce_ok
     params = _wycheproof(filename, select)
-    if params[0].id == "unavailable":
+    if params[0].id.endswith("-unavailable"):
         return params
     return [pytest.param(cipher_for(p.values[0]), p.values[1], id=p.id) for p in params]
 
@@ -265,18 +266,7 @@ WYCHEPROOF_AEAD_OTHER_NONCES = (
     + _wycheproof_aead("chacha20_poly1305_test.json", _chacha_cipher, False))
 
 
-def _dedupe_skips(params: list[Any]) -> list[Any]:
-    """Both files missing -> two "unavailable" params with the same id; keep them apart."""
-    seen: dict[str, int] = {}
-    out = []
-    for p in params:
-        n = seen.get(p.id, 0)
-        seen[p.id] = n + 1
-        out.append(p if n == 0 else pytest.param(*p.values, id=f"{p.id}{n}", marks=p.marks))
-    return out
-
-
-@pytest.mark.parametrize("cipher, test", _dedupe_skips(WYCHEPROOF_AEAD))
+@pytest.mark.parametrize("cipher, test", WYCHEPROOF_AEAD)
 def test_wycheproof_aead(backend: ModuleType, cipher: BulkCipher, test: dict[str, Any]) -> None:
     """96-bit nonces, 128-bit tags.
 
@@ -301,7 +291,7 @@ def test_wycheproof_aead(backend: ModuleType, cipher: BulkCipher, test: dict[str
         assert opened in (msg, None), test["flags"]
 
 
-@pytest.mark.parametrize("cipher, test", _dedupe_skips(WYCHEPROOF_AEAD_OTHER_NONCES))
+@pytest.mark.parametrize("cipher, test", WYCHEPROOF_AEAD_OTHER_NONCES)
 def test_wycheproof_aead_other_nonce_sizes(backend: ModuleType, cipher: BulkCipher,
                                            test: dict[str, Any]) -> None:
     """Vectors with nonces other than 96 bits (valid for GCM or not) must be refused.
@@ -371,9 +361,8 @@ def _hmac_params() -> list[Any]:
     params = []
     for filename, mac in HMAC_FILES.items():
         for p in _wycheproof(filename, lambda g, t: True):
-            if p.id == "unavailable":
-                params.append(pytest.param(mac, None, None, id=f"{filename}-unavailable",
-                                           marks=p.marks))
+            if p.id.endswith("-unavailable"):
+                params.append(pytest.param(mac, None, None, id=p.id, marks=p.marks))
             else:
                 params.append(pytest.param(mac, *p.values, id=p.id))
     return params
