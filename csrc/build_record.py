@@ -80,6 +80,23 @@ long dtls_cbc_raw(int enc, const uint8_t *key, size_t key_len, const uint8_t *iv
                   const uint8_t *in, size_t in_len, uint8_t *out);
 long dtls_hmac_raw(int mac, const uint8_t *key, size_t key_len, const uint8_t *in,
                    size_t in_len, uint8_t *out);
+
+/* csrc/sha.h: our constant-time HMAC and CBC MAC-then-encrypt check (tests/test_sha_c.py). */
+#define DTLS_MAC_MAX_LEN 48
+typedef struct {
+    int alg;
+    uint32_t block_len;
+    uint32_t out_len;
+    ...;
+} dtls_hmac_key;
+int dtls_hmac_init(dtls_hmac_key *k, int alg, const uint8_t *key, size_t key_len);
+void dtls_hmac2(const dtls_hmac_key *k, const uint8_t *a, size_t alen,
+                const uint8_t *b, size_t blen, uint8_t *out);
+void dtls_hmac_ct(const dtls_hmac_key *k, const uint8_t *head, size_t head_len,
+                  const uint8_t *body, size_t body_len,
+                  size_t min_body_len, size_t max_body_len, uint8_t *out);
+long dtls_mte_verify(const dtls_hmac_key *k, uint8_t mac_header[13], const uint8_t *pt,
+                     size_t len);
 """
 
 _SANITIZE = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer",
@@ -90,7 +107,7 @@ ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     "dtls._record",
-    '#include "record.h"\n',
+    '#include "record.h"\n#include "sha.h"\n',
     sources=["csrc/record.c", "csrc/sha.c"],
     include_dirs=["csrc"],
     libraries=["crypto"],
