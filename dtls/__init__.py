@@ -22,8 +22,22 @@ from .recordbase import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "BulkCipher", "CipherState", "ContentType", "DTLS1_0", "DTLS1_2", "MacAlgorithm",
-    "NULL_PROTECTION", "OpenResult", "OpenStatus", "Protection", "RecordBatch", "RecordHeader",
-    "RecordLayerError", "ReplayWindow", "SequenceExhausted", "record_backend", "split_records",
+    "DTLS1_0",
+    "DTLS1_2",
+    "NULL_PROTECTION",
+    "BulkCipher",
+    "CipherState",
+    "ContentType",
+    "MacAlgorithm",
+    "OpenResult",
+    "OpenStatus",
+    "Protection",
+    "RecordBatch",
+    "RecordHeader",
+    "RecordLayerError",
+    "ReplayWindow",
+    "SequenceExhausted",
     "__version__",
+    "record_backend",
+    "split_records",
 ]

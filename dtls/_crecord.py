@@ -9,7 +9,7 @@ and are copied out once.  A CipherState itself must not be used by two threads a
 from __future__ import annotations
 
 import threading
-from typing import Sequence
+from collections.abc import Sequence
 
 from ._record import ffi, lib  # ImportError here makes dtls.record fall back to Python
 from .protection import HEADER_LEN, BulkCipher, MacAlgorithm, Protection
@@ -44,7 +44,7 @@ assert HEADER_LEN == lib.DTLS_HEADER_LEN, "csrc/build_record.py is out of step w
 class _Scratch:
     """Per-thread output space: one record or one result, reused by every call."""
 
-    __slots__ = ("out", "view", "res", "parsed")
+    __slots__ = ("out", "parsed", "res", "view")
 
     def __init__(self) -> None:
         self.out = ffi.new("uint8_t[]", _SCRATCH)
@@ -88,7 +88,7 @@ def aead_encrypt(cipher: BulkCipher, key: Buffer, nonce: Buffer, aad: Buffer,
         raise ValueError("bad AEAD cipher, key or nonce length")
     if r < 0:
         _raise(r)
-    return ffi.buffer(out, r)[:]
+    return bytes(ffi.buffer(out, r))
 
 
 def aead_decrypt(cipher: BulkCipher, key: Buffer, nonce: Buffer, aad: Buffer,
@@ -102,7 +102,7 @@ def aead_decrypt(cipher: BulkCipher, key: Buffer, nonce: Buffer, aad: Buffer,
         raise ValueError("bad AEAD cipher, key, nonce or ciphertext length")
     if r < 0:
         _raise(r)
-    return ffi.buffer(out, r)[:]
+    return bytes(ffi.buffer(out, r))
 
 
 def _cbc(enc: int, key: Buffer, iv: Buffer, data: Buffer) -> bytes:
@@ -114,7 +114,7 @@ def _cbc(enc: int, key: Buffer, iv: Buffer, data: Buffer) -> bytes:
         raise ValueError("CBC key must be 16 or 32 bytes and data a multiple of 16")
     if r < 0:
         _raise(r)
-    return ffi.buffer(out, r)[:]
+    return bytes(ffi.buffer(out, r))
 
 
 def cbc_encrypt(key: Buffer, iv: Buffer, data: Buffer) -> bytes:
@@ -131,7 +131,7 @@ def hmac(mac: MacAlgorithm, key: Buffer, data: Buffer) -> bytes:
                           out)
     if r < 0:
         raise ValueError("HMAC needs SHA1, SHA256 or SHA384")
-    return ffi.buffer(out, r)[:]
+    return bytes(ffi.buffer(out, r))
 
 
 # ---- replay window ------------------------------------------------------------------------
@@ -157,7 +157,8 @@ class ReplayWindow:
 
     def check(self, seq: int) -> OpenStatus:
         check_seq(seq)
-        return _STATUS[lib.dtls_window_check(self._w, seq)]
+        status: OpenStatus = _STATUS[lib.dtls_window_check(self._w, seq)]
+        return status
 
     def accept(self, seq: int) -> None:
         check_seq(seq)
@@ -183,7 +184,7 @@ def split_records(datagram: Buffer) -> tuple[list[RecordHeader], int]:
 class CipherState:
     """Record protection for one (epoch, direction), backed by a C dtls_state."""
 
-    __slots__ = ("protection", "epoch", "version", "_st")
+    __slots__ = ("_st", "epoch", "protection", "version")
 
     def __init__(self, protection: Protection, *, epoch: int, version: int = DTLS1_2,
                  key: Buffer = b"", fixed_iv: Buffer = b"", mac_key: Buffer = b"",
@@ -234,7 +235,8 @@ class CipherState:
             raise ValueError("content_type must be 0..255") from None
         if r < 0:
             _raise(r)
-        return s.view[0:r]
+        record: bytes = s.view[0:r]
+        return record
 
     def seal_batch(self, content_type: int, payloads: Sequence[Buffer]) -> RecordBatch:
         n = len(payloads)
@@ -295,6 +297,13 @@ class CipherState:
 
 
 __all__ = [
-    "BACKEND", "CipherState", "ReplayWindow", "split_records", "aead_encrypt", "aead_decrypt",
-    "cbc_encrypt", "cbc_decrypt", "hmac",
+    "BACKEND",
+    "CipherState",
+    "ReplayWindow",
+    "aead_decrypt",
+    "aead_encrypt",
+    "cbc_decrypt",
+    "cbc_encrypt",
+    "hmac",
+    "split_records",
 ]

@@ -21,12 +21,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
-from enum import Enum, IntEnum
+from enum import Enum
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 
 from .alerts import DecodeError, DecryptError, IllegalParameter
+from .extensions import NamedGroup
 from .protection import Protection
 
 Buffer = bytes | bytearray | memoryview
@@ -415,13 +416,8 @@ def ecdhe_psk_premaster_secret(shared_secret: Buffer, psk: Buffer) -> SecretByte
 # --- ECDHE ---------------------------------------------------------------------------------
 
 
-class NamedGroup(IntEnum):
-    """Elliptic curve groups for ECDHE (RFC 8422 5.1.1, IANA TLS Supported Groups)."""
-
-    secp256r1 = 23
-    secp384r1 = 24
-    x25519 = 29
-
+SUPPORTED_GROUPS = frozenset({NamedGroup.secp256r1, NamedGroup.secp384r1, NamedGroup.x25519})
+"""The ECDHE groups we can compute (the wire enum in dtls.extensions lists more)."""
 
 DEFAULT_GROUPS: tuple[NamedGroup, ...] = (NamedGroup.x25519, NamedGroup.secp256r1, NamedGroup.secp384r1)
 """supported_groups order we offer: x25519 first (fast, no point validation pitfalls)."""
@@ -437,10 +433,9 @@ PublicKey = x25519.X25519PublicKey | ec.EllipticCurvePublicKey
 
 
 def _group(group: int) -> NamedGroup:
-    try:
-        return NamedGroup(group)
-    except ValueError:
-        raise IllegalParameter(f"unsupported ECDHE group {group}") from None
+    if group not in SUPPORTED_GROUPS:
+        raise IllegalParameter(f"unsupported ECDHE group {group}")
+    return NamedGroup(group)
 
 
 def _field_length(group: NamedGroup) -> int:

@@ -40,4 +40,4 @@ CipherState = backend.CipherState
 ReplayWindow = backend.ReplayWindow
 split_records = backend.split_records
 
-__all__ = ["BACKEND", "CipherState", "ReplayWindow", "split_records", "backend"]
+__all__ = ["BACKEND", "CipherState", "ReplayWindow", "backend", "split_records"]

@@ -33,7 +33,8 @@ the window moves only for authenticated records; CVE-2016-2181).
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 from .protection import BulkCipher, MacAlgorithm, Protection
 from .recordbase import OpenResult, OpenStatus, RecordBatch, RecordHeader

@@ -13,8 +13,9 @@ for caller mistakes (bad keys, oversized plaintext to seal, exhausted sequence s
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
 from enum import IntEnum
-from typing import TYPE_CHECKING, Iterator, NamedTuple, Sequence
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from .protection import Protection
@@ -104,7 +105,7 @@ class RecordBatch:
     to get each record as a memoryview, or `bytes(batch[i])` for a copy.
     """
 
-    __slots__ = ("buffer", "lengths", "_offsets")
+    __slots__ = ("_offsets", "buffer", "lengths")
 
     def __init__(self, buffer: bytes | bytearray, lengths: Sequence[int]) -> None:
         self.buffer = buffer
@@ -152,9 +153,9 @@ def check_window_size(size: int) -> None:
         raise ValueError(f"replay window size must be 0 (off) to {MAX_WINDOW}, not {size}")
 
 
-def validate_state_args(protection: "Protection", epoch: int, version: int, key: "Buffer",
-                        fixed_iv: "Buffer", mac_key: "Buffer", window: int,
-                        iv_key: "Buffer | None") -> bytes:
+def validate_state_args(protection: Protection, epoch: int, version: int, key: Buffer,
+                        fixed_iv: Buffer, mac_key: Buffer, window: int,
+                        iv_key: Buffer | None) -> bytes:
     """Check CipherState arguments for either backend; returns the CBC IV key (b"" if none).
 
     Wrong key lengths are caller bugs and raise ValueError naming what was expected.

@@ -32,7 +32,7 @@ def udp_pair() -> tuple[socket.socket, socket.socket]:
 def run(kind: str, seconds: float, payload: bytes) -> float:
     """Records (or datagrams) per second delivered and verified, for one contender."""
     prot = Protection(BulkCipher.AES_128_GCM)
-    keys = dict(key=b"k" * 16, fixed_iv=b"salt")
+    keys = {"key": b"k" * 16, "fixed_iv": b"salt"}
     sender = CipherState(prot, epoch=1, **keys)
     receiver = CipherState(prot, epoch=1, **keys)
     tx, rx = udp_pair()

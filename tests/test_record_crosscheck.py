@@ -21,7 +21,6 @@ from dtls import _pyrecord
 from dtls.protection import BulkCipher, MacAlgorithm, Protection
 from dtls.recordbase import DTLS1_0, DTLS1_2, MAX_SEQ, OpenStatus
 
-
 ALL_PROTECTIONS = [Protection(BulkCipher.NULL)] + [
     Protection(c) for c in (BulkCipher.AES_128_GCM, BulkCipher.AES_256_GCM,
                             BulkCipher.CHACHA20_POLY1305)

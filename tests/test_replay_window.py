@@ -117,7 +117,7 @@ def test_window_size_bounds(backend: ModuleType, size: int) -> None:
 def test_window_moves_only_after_authentication(backend: ModuleType) -> None:
     """A forged record with a huge seq must not advance the window (CVE-2016-2181)."""
     prot = Protection(BulkCipher.AES_128_GCM)
-    keys = dict(key=bytes(16), fixed_iv=bytes(4))
+    keys = {"key": bytes(16), "fixed_iv": bytes(4)}
     sender = backend.CipherState(prot, epoch=1, **keys)
     receiver = backend.CipherState(prot, epoch=1, **keys)
     good = sender.seal(23, b"hello")
@@ -133,7 +133,7 @@ def test_window_moves_only_after_authentication(backend: ModuleType) -> None:
 def test_one_window_per_epoch(backend: ModuleType) -> None:
     """Each epoch's state has its own window: seq 0 is fresh again in the next epoch."""
     prot = Protection(BulkCipher.CHACHA20_POLY1305)
-    keys = dict(key=bytes(32), fixed_iv=bytes(12))
+    keys = {"key": bytes(32), "fixed_iv": bytes(12)}
     for epoch in (1, 2):
         sender = backend.CipherState(prot, epoch=epoch, **keys)
         receiver = backend.CipherState(prot, epoch=epoch, **keys)
