@@ -43,6 +43,7 @@ Why it is built like this:
 from __future__ import annotations
 
 import argparse
+import ctypes
 import datetime
 import gc
 import hashlib
@@ -58,19 +59,21 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Sequence
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout: `python bench/record_bench.py`
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305  # noqa: E402
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
-from dtls import _pyrecord  # noqa: E402
-from dtls.protection import NULL_PROTECTION, BulkCipher, MacAlgorithm, Protection  # noqa: E402
-from dtls.recordbase import OpenStatus  # noqa: E402
+from dtls import _pyrecord
+from dtls.protection import NULL_PROTECTION, BulkCipher, MacAlgorithm, Protection
+from dtls.recordbase import OpenStatus
 
 try:
     from dtls import _crecord
@@ -115,7 +118,6 @@ SUITES: tuple[Suite, ...] = (
 
 C_SINGLE, C_BATCH, C_BATCH_SEAL = "c-single", "c-batch", "c-batch-seal"
 PY_SINGLE, BARE, OPENSSL = "py-single", "bare-crypto", "openssl-seal"
-CONTENDERS = (C_SINGLE, C_BATCH, C_BATCH_SEAL, PY_SINGLE, BARE, OPENSSL)
 LABELS = {
     C_SINGLE: "C single seal+open",
     C_BATCH: f"C batch{BATCH} seal+open",
@@ -149,8 +151,8 @@ class Workload:
 def _states(backend: ModuleType, suite: Suite) -> tuple[Any, Any]:
     """A sending and a receiving CipherState of one epoch sharing fresh random keys."""
     p = suite.protection
-    keys = dict(key=os.urandom(p.key_length), fixed_iv=os.urandom(p.fixed_iv_length),
-                mac_key=os.urandom(p.mac_length))
+    keys = {"key": os.urandom(p.key_length), "fixed_iv": os.urandom(p.fixed_iv_length),
+            "mac_key": os.urandom(p.mac_length)}
     tx = backend.CipherState(p, epoch=1, **keys)
     rx = backend.CipherState(p, epoch=1, **keys)
     return tx, rx
@@ -189,7 +191,8 @@ def batch_workload(backend: ModuleType, suite: Suite, size: int, open_too: bool)
 
     if open_too:
         def run(n: int) -> None:
-            seal_batch, open_batch, ct, ps = tx.seal_batch, rx.open_batch, APPLICATION_DATA, payloads
+            seal_batch, open_batch = tx.seal_batch, rx.open_batch
+            ct, ps = APPLICATION_DATA, payloads
             for _ in range(n):
                 b = seal_batch(ct, ps)
                 open_batch(b.buffer, b.lengths)
@@ -226,3 +229,607 @@ def bare_workload(suite: Suite, size: int) -> Workload:
             raise BenchError("bare AEAD round trip failed")
 
     return Workload(1, run, check)
+
+
+# ---- timing -------------------------------------------------------------------------------
+
+
+@dataclass
+class Sample:
+    """One contender's figure in one round: units per CPU second, and our share of the core."""
+
+    rate: float
+    wall_rate: float
+    cpu_share: float
+
+
+def _calibrate(w: Workload) -> None:
+    """Pick the n for which one run(n) takes about CHUNK_SECONDS (also warms caches up)."""
+    n = 1
+    while True:
+        t0 = time.perf_counter()
+        w.run(n)
+        dt = time.perf_counter() - t0
+        if dt >= CHUNK_SECONDS or n >= 1 << 20:
+            w.chunk = max(1, round(n * CHUNK_SECONDS / max(dt, 1e-9)))
+            return
+        n *= 2
+
+
+def time_workload(w: Workload, seconds: float) -> Sample:
+    """Run `w` for `seconds` of CPU time (at most 4x that of wall time), checked both sides."""
+    if not w.chunk:
+        _calibrate(w)
+    w.check()
+    w.run(1)  # warm again: another contender ran in between
+    calls = 0
+    gc.disable()
+    try:
+        c0, t0 = time.process_time(), time.perf_counter()
+        while True:
+            w.run(w.chunk)
+            calls += w.chunk
+            cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+            if cpu >= seconds or wall >= 4 * seconds:
+                break
+    finally:
+        gc.enable()
+    w.check()
+    units = calls * w.units
+    return Sample(units / cpu, units / wall, cpu / wall)
+
+
+# ---- openssl speed --------------------------------------------------------------------------
+
+_KB_CELL = re.compile(r"^(?P<name>\S+)\s+(?P<kb>\d+(?:\.\d+)?)k$")
+_DOING = re.compile(r"Doing .*?: (?P<count>\d+) .*? in (?P<secs>\d+(?:\.\d+)?)s")
+_MR_F = re.compile(r"^\+F:\d+:[^:]+:(?P<bps>\d+(?:\.\d+)?)")
+
+
+def parse_openssl_speed(stdout: str, stderr: str, size: int) -> float | None:
+    """Seals/s from `openssl speed` output, or None if nothing recognisable was printed.
+
+    Preferred: the result table ("AES-128-GCM  2319398.71k", kB = 1000 bytes per second);
+    then machine-readable "+F:" lines; then the "Doing ...: COUNT ...'s in T s" progress
+    line (stderr in OpenSSL 3).  Versions differ in which of these they print where.
+    """
+    for line in reversed(stdout.splitlines()):
+        m = _KB_CELL.match(line.strip())
+        if m and not line.lower().startswith("type"):
+            return float(m["kb"]) * 1000 / size
+    for line in (stdout + "\n" + stderr).splitlines():
+        m = _MR_F.match(line.strip())
+        if m:
+            return float(m["bps"]) / size
+    m = _DOING.search(stdout + "\n" + stderr)
+    if m and float(m["secs"]) > 0:
+        return int(m["count"]) / float(m["secs"])
+    return None
+
+
+def openssl_command(cipher: str, size: int, aead: bool = True) -> list[str]:
+    """-aead times the TLS-like sequence (new IV, AAD, update, final) per block, as we do."""
+    return ["openssl", "speed", *(["-aead"] if aead else []), "-evp", cipher,
+            "-bytes", str(size), "-seconds", "1"]
+
+
+def time_openssl(cipher: str, size: int) -> Sample:
+    """One `openssl speed` run on our (inherited) core.  Its rate is per CPU second already.
+
+    OpenSSL before 3.0 has no -aead; then the plain EVP loop (no per-block IV/AAD) is used,
+    a slightly higher limit.
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    rate = None
+    for aead in (True, False):
+        proc = subprocess.run(openssl_command(cipher, size, aead), capture_output=True,
+                              text=True, timeout=60, check=False)
+        if proc.returncode == 0:
+            rate = parse_openssl_speed(proc.stdout, proc.stderr, size)
+        if rate is not None:
+            break
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if rate is None:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise BenchError(f"openssl speed {cipher} -bytes {size}: rc {proc.returncode}, {tail[0]}")
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    share = min(1.0, cpu / wall) if wall > 0 else 1.0
+    return Sample(rate, rate * share, share)
+
+
+# ---- the run ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Cell:
+    """One (suite, size, contender) and its samples over the rounds."""
+
+    suite: str
+    size: int
+    contender: str
+    measure: Callable[[float], Sample] = field(repr=False)
+    samples: list[Sample] = field(default_factory=list)
+    error: str | None = None
+    max_rounds: int | None = None  # openssl in --quick: a 1 s run per round is too costly
+
+    @property
+    def rates(self) -> list[float]:
+        return [s.rate for s in self.samples]
+
+    @property
+    def median(self) -> float | None:
+        return statistics.median(self.rates) if self.samples else None
+
+
+def _workload_measure(make: Callable[[], Workload]) -> Callable[[float], Sample]:
+    """Create the workload lazily (on first use) and keep it, with its states, for every round."""
+    holder: list[Workload] = []
+
+    def measure(seconds: float) -> Sample:
+        if not holder:
+            holder.append(make())
+        return time_workload(holder[0], seconds)
+
+    return measure
+
+
+def _openssl_measure(cipher: str, size: int, _seconds: float) -> Sample:
+    """openssl's -seconds takes whole seconds, so our slice length does not apply."""
+    return time_openssl(cipher, size)
+
+
+def build_cells(suites: Sequence[Suite], sizes: Sequence[int], openssl_rounds: int | None,
+                with_openssl: bool) -> list[Cell]:
+    """Every contender that applies to each suite and size (C ones only if C is built)."""
+    cells: list[Cell] = []
+    for suite in suites:
+        for size in sizes:
+            makers: list[tuple[str, Callable[[], Workload]]] = []
+            if _crecord is not None:
+                makers += [(C_SINGLE, partial(single_workload, _crecord, suite, size)),
+                           (C_BATCH, partial(batch_workload, _crecord, suite, size, True)),
+                           (C_BATCH_SEAL, partial(batch_workload, _crecord, suite, size, False))]
+            makers.append((PY_SINGLE, partial(single_workload, _pyrecord, suite, size)))
+            if suite.bare is not None:
+                makers.append((BARE, partial(bare_workload, suite, size)))
+            cells += [Cell(suite.name, size, contender, _workload_measure(make))
+                      for contender, make in makers]
+            if suite.openssl is not None and with_openssl:
+                cells.append(Cell(suite.name, size, OPENSSL,
+                                  partial(_openssl_measure, suite.openssl, size),
+                                  max_rounds=openssl_rounds))
+    return cells
+
+
+def run_rounds(cells: list[Cell], rounds: int, seconds: float, seed: int,
+               progress: Callable[[str], None]) -> None:
+    """Interleave: every round runs every cell once, in an order shuffled per round."""
+    rng = random.Random(seed)
+    for r in range(rounds):
+        order = [c for c in cells if c.error is None
+                 and (c.max_rounds is None or r < c.max_rounds)]
+        rng.shuffle(order)
+        t0 = time.perf_counter()
+        for cell in order:
+            try:
+                cell.samples.append(cell.measure(seconds))
+            except (BenchError, OSError, subprocess.SubprocessError, ValueError) as exc:
+                cell.error = f"{type(exc).__name__}: {exc}"
+        progress(f"round {r + 1}/{rounds}: {len(order)} contenders in "
+                 f"{time.perf_counter() - t0:.1f} s")
+
+
+# ---- ratios and targets ---------------------------------------------------------------------
+
+
+def _median_of(cells: Sequence[Cell], suite: str, size: int, contender: str) -> float | None:
+    for c in cells:
+        if (c.suite, c.size, c.contender) == (suite, size, contender):
+            return c.median
+    return None
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+@dataclass
+class Ratio:
+    """A ratio of two medians; with a goal it is one of the project's stated targets."""
+
+    name: str
+    suite: str
+    size: int
+    value: float | None
+    goal: float | None = None
+
+    @property
+    def mark(self) -> str:
+        if self.goal is None:
+            return ""
+        if self.value is None:
+            return "n/a"
+        return "pass" if self.value >= self.goal else "SHORT"
+
+
+def compute_ratios(cells: Sequence[Cell], suites: Sequence[Suite],
+                   sizes: Sequence[int]) -> tuple[list[Ratio], list[Ratio]]:
+    """(targets, informative ratios).  Targets are as stated for the project:
+
+    C batch seal >= 0.8x the openssl seal limit at 1200 B (AEAD suites openssl can time);
+    C single seal+open >= 1.5x the twin at 1200 B and >= 3x at 100 B; C batch seal+open
+    >= 5x the twin at 100 B (every suite).
+    """
+    def m(suite: str, size: int, contender: str) -> float | None:
+        return _median_of(cells, suite, size, contender)
+
+    targets: list[Ratio] = []
+    for s in suites:
+        if s.openssl and 1200 in sizes:
+            targets.append(Ratio("C batch seal / openssl seal", s.name, 1200,
+                                 _ratio(m(s.name, 1200, C_BATCH_SEAL), m(s.name, 1200, OPENSSL)),
+                                 0.8))
+    for name, contender, size, goal in (("C single / twin", C_SINGLE, 1200, 1.5),
+                                        ("C single / twin", C_SINGLE, 100, 3.0),
+                                        ("C batch / twin", C_BATCH, 100, 5.0)):
+        if size in sizes:
+            for s in suites:
+                targets.append(Ratio(name, s.name, size,
+                                     _ratio(m(s.name, size, contender), m(s.name, size, PY_SINGLE)),
+                                     goal))
+    def pair(name: str, suite: str, size: int, a: str, b: str, scale: float = 1.0) -> Ratio:
+        r = _ratio(m(suite, size, a), m(suite, size, b))
+        return Ratio(name, suite, size, None if r is None else r * scale)
+
+    info: list[Ratio] = []
+    for s in suites:
+        for size in sizes:
+            info += [pair("C single / twin", s.name, size, C_SINGLE, PY_SINGLE),
+                     pair("C batch / twin", s.name, size, C_BATCH, PY_SINGLE),
+                     pair("C batch / C single", s.name, size, C_BATCH, C_SINGLE)]
+            if s.bare:
+                info += [pair("C single / bare crypto", s.name, size, C_SINGLE, BARE),
+                         pair("twin / bare crypto", s.name, size, PY_SINGLE, BARE)]
+            if s.openssl:
+                # openssl times seal only; seal+open costs about two seals.
+                info += [pair("C batch seal / openssl", s.name, size, C_BATCH_SEAL, OPENSSL),
+                         pair("C batch s+o / (openssl/2)", s.name, size, C_BATCH, OPENSSL, 2.0),
+                         pair("C single s+o / (openssl/2)", s.name, size, C_SINGLE, OPENSSL,
+                              2.0)]
+    return targets, info
+
+
+# ---- machine and environment ----------------------------------------------------------------
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _openssl_cli_version() -> str:
+    if shutil.which("openssl") is None:
+        return "n/a (no openssl binary)"
+    try:
+        out = subprocess.run(["openssl", "version"], capture_output=True, text=True,
+                             timeout=10, check=False)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _c_libcrypto_version() -> str:
+    """OpenSSL version of the libcrypto the C backend loaded (not cryptography's own copy)."""
+    if _crecord is None:
+        return "n/a"
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = sorted({line.split()[-1] for line in maps if "libcrypto" in line})
+        if not paths:
+            return "unknown"
+        version = ctypes.CDLL(paths[0]).OpenSSL_version
+        version.restype, version.argtypes = ctypes.c_char_p, [ctypes.c_int]
+        return f"{version(0).decode()} ({paths[0]})"
+    except (OSError, AttributeError):
+        return "unknown"
+
+
+def _c_backend_status() -> str:
+    """Built or not, and whether the build is a sanitizer build (slow: figures meaningless)."""
+    if _crecord is None:
+        return f"NOT BUILT ({C_ERROR}); C contenders skipped"
+    so = Path(getattr(sys.modules.get("dtls._record"), "__file__", None) or "?")
+    if not so.is_file():
+        return "built (extension file not found)"
+    flags = []
+    if b"__asan_init" in so.read_bytes():
+        flags.append("ASan/UBSan build: NOT representative")
+    built = so.stat().st_mtime + 2  # copies and coarse clocks round mtimes
+    newer = [p.name for p in (ROOT / "csrc").glob("*") if p.stat().st_mtime > built]
+    if newer:
+        flags.append(f"older than csrc/{', csrc/'.join(sorted(newer))}: may be stale")
+    return f"built ({so.name}{''.join('; ' + f for f in flags)})"
+
+
+def _source_digest() -> str:
+    """Short hash of the record-layer sources, so a result can be tied to the code it timed."""
+    h = hashlib.sha256()
+    for rel in ("csrc/record.c", "csrc/sha.c", "csrc/record.h", "dtls/_crecord.py",
+                "dtls/_pyrecord.py", "dtls/recordbase.py"):
+        path = ROOT / rel
+        h.update(rel.encode() + b"\0" + (path.read_bytes() if path.is_file() else b"-"))
+    return h.hexdigest()[:12]
+
+
+def machine_info(cpu: int | None) -> dict[str, str]:
+    import cryptography
+    from cryptography.hazmat.backends.openssl.backend import backend as _ossl
+
+    u = platform.uname()
+    return {
+        "uname": f"{u.system} {u.node} {u.release} {u.version} {u.machine}",
+        "cpu_model": _cpu_model(),
+        "cpus_online": str(os.cpu_count()),
+        "pinned_cpu": "not pinned" if cpu is None else str(cpu),
+        "openssl_cli": _openssl_cli_version(),
+        "openssl_c_backend": _c_libcrypto_version(),
+        "openssl_cryptography": _ossl.openssl_version_text(),
+        "cryptography": cryptography.__version__,
+        "python": f"{platform.python_implementation()} {sys.version.split()[0]}",
+        "c_backend": _c_backend_status(),
+        "source_digest": _source_digest(),
+    }
+
+
+def pin_to_one_core(cpu: int | None) -> int | None:
+    """Pin this process (and its children) to one CPU; default the highest one we may use."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    allowed = sorted(os.sched_getaffinity(0))
+    chosen = allowed[-1] if cpu is None else cpu
+    os.sched_setaffinity(0, {chosen})
+    return chosen
+
+
+# ---- reporting ------------------------------------------------------------------------------
+
+
+def _fmt_rate(x: float | None) -> str:
+    if x is None:
+        return "n/a"
+    if x >= 1e6:
+        return f"{x / 1e6:.2f}M"
+    if x >= 1e3:
+        return f"{x / 1e3:.1f}k"
+    return f"{x:.0f}"
+
+
+def _fmt_ratio(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2f}x"
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]],
+                   right: Sequence[bool] | None = None) -> str:
+    """A pipe table padded to line up in a terminal as well as render in Markdown."""
+    right = right or [False] * len(header)
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(c.rjust(w) if r else c.ljust(w)
+                                 for c, w, r in zip(cells, widths, right)) + " |"
+
+    sep = "|" + "|".join(("-" * (w + 1) + ":") if r else ("-" * (w + 2))
+                         for w, r in zip(widths, right)) + "|"
+    return "\n".join([line(header), sep] + [line(r) for r in rows])
+
+
+def results_table(cells: Sequence[Cell]) -> str:
+    rows = []
+    for c in cells:
+        if c.error or not c.samples:
+            rows.append([c.suite, str(c.size), LABELS[c.contender], "n/a", c.error or "not run",
+                         "", "", ""])
+            continue
+        med = c.median
+        assert med is not None
+        share = statistics.median(s.cpu_share for s in c.samples)
+        rows.append([c.suite, str(c.size), LABELS[c.contender], _fmt_rate(med),
+                     f"{_fmt_rate(min(c.rates))}-{_fmt_rate(max(c.rates))}",
+                     f"{med * c.size / 1e6:.0f}", f"{1e6 / med:.2f}", f"{share:.2f}"])
+    return markdown_table(["suite", "size", "contender", "rec/s", "range (rounds)", "MB/s",
+                           "us/rec", "cpu share"], rows,
+                          [False, True, False, True, True, True, True, True])
+
+
+def targets_table(targets: Sequence[Ratio]) -> str:
+    rows = [[t.name, t.suite, str(t.size), _fmt_ratio(t.value), f">= {t.goal:g}x", t.mark]
+            for t in targets]
+    return markdown_table(["target", "suite", "size", "ratio", "goal", "mark"], rows,
+                          [False, False, True, True, True, False])
+
+
+def info_table(info: Sequence[Ratio]) -> str:
+    """Informative ratios as a matrix: one row per suite and size, one column per ratio."""
+    names = list(dict.fromkeys(r.name for r in info))
+    keys = list(dict.fromkeys((r.suite, r.size) for r in info))
+    by = {(r.suite, r.size, r.name): r.value for r in info}
+    rows = [[s, str(n)] + [_fmt_ratio(by.get((s, n, k))) if (s, n, k) in by else "-"
+                           for k in names] for s, n in keys]
+    return markdown_table(["suite", "size"] + names, rows, [False, True] + [True] * len(names))
+
+
+def summary_line(targets: Sequence[Ratio]) -> str:
+    short = [t for t in targets if t.mark == "SHORT"]
+    na = [t for t in targets if t.mark == "n/a"]
+    text = f"targets: {len(targets) - len(short) - len(na)}/{len(targets)} pass"
+    if short:
+        text += "; short: " + ", ".join(f"{t.name} {t.suite} {t.size} B ({_fmt_ratio(t.value)})"
+                                        for t in short)
+    if na:
+        text += f"; {len(na)} n/a"
+    return text
+
+
+def render_report(cells: Sequence[Cell], targets: Sequence[Ratio], info: Sequence[Ratio],
+                  meta: dict[str, Any], notes: Sequence[str]) -> str:
+    """The human report (also the body of the RESULTS.md section)."""
+    m = meta["machine"]
+    cfg = meta["config"]
+    lines = [
+        f"Command: `{meta['command']}`",
+        f"Date: {meta['date']}",
+        "",
+        f"- Machine: {m['uname']}",
+        f"- CPU: {m['cpu_model']} ({m['cpus_online']} online; pinned to cpu {m['pinned_cpu']})",
+        (f"- OpenSSL: `openssl` {m['openssl_cli']}; C backend loads {m['openssl_c_backend']}; "
+         f"cryptography (twin, bare) has its own {m['openssl_cryptography']}"),
+        f"- Python: {m['python']}, cryptography {m['cryptography']}",
+        f"- C backend: {m['c_backend']}; sources {m['source_digest']}",
+        (f"- Rounds: {cfg['rounds']} x ~{cfg['seconds']} s CPU per contender "
+         f"(openssl: {cfg['openssl_rounds']} x 1 s), batch {BATCH}, payload sizes "
+         f"{', '.join(map(str, cfg['sizes']))} B; rec/s = median over rounds of records per "
+         f"CPU second; one record = seal + open except where the contender says otherwise"),
+        f"- Median share of the core we got (CPU time / wall time): {meta['cpu_share']:.2f}",
+    ]
+    lines += [f"- NOTE: {n}" for n in notes]
+    lines += ["", results_table(cells), "", "Targets:", "", targets_table(targets), "",
+              summary_line(targets), "", "Other ratios (of medians):", "", info_table(info)]
+    return "\n".join(lines)
+
+
+def write_results_md(path: Path, body: str) -> None:
+    """Replace the generated section of RESULTS.md (or append one), leaving the rest alone."""
+    section = f"{SECTION_BEGIN}\n## Record layer: seal+open throughput\n\n{body}\n{SECTION_END}\n"
+    text = path.read_text() if path.exists() else "# Benchmark results\n\n"
+    if SECTION_BEGIN in text and SECTION_END in text:
+        start = text.index(SECTION_BEGIN)
+        end = text.index(SECTION_END, start) + len(SECTION_END)
+        text = text[:start] + section.rstrip("\n") + text[end:]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)
+
+
+def to_json(cells: Sequence[Cell], targets: Sequence[Ratio], info: Sequence[Ratio],
+            meta: dict[str, Any]) -> dict[str, Any]:
+    """Every figure: per-round samples (CPU and wall rates), medians, ratios and targets."""
+    out_cells = []
+    for c in cells:
+        med = c.median
+        out_cells.append({
+            "suite": c.suite, "size": c.size, "contender": c.contender,
+            "label": LABELS[c.contender], "error": c.error,
+            "units": "seals" if c.contender in (C_BATCH_SEAL, OPENSSL) else "seal+open",
+            "samples": [asdict(s) for s in c.samples],
+            "median_rate": med,
+            "min_rate": min(c.rates) if c.samples else None,
+            "max_rate": max(c.rates) if c.samples else None,
+            "median_mb_s": None if med is None else med * c.size / 1e6,
+            "median_us_per_record": None if not med else 1e6 / med,
+        })
+    return {
+        "meta": meta, "cells": out_cells,
+        "targets": [dict(asdict(t), mark=t.mark) for t in targets],
+        "ratios": [asdict(r) for r in info],
+    }
+
+
+# ---- main -----------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true",
+                   help="3 rounds x 0.1 s, openssl once: a smoke run under a minute")
+    p.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")],
+                   default=list(DEFAULT_SIZES), help="comma-separated payload sizes in bytes "
+                   f"(default {','.join(map(str, DEFAULT_SIZES))}; at most 16384)")
+    p.add_argument("--seconds", type=float, default=None,
+                   help="CPU seconds per contender per round (default 0.3, --quick 0.1)")
+    p.add_argument("--rounds", type=int, default=None, help="rounds (default 5, --quick 3)")
+    p.add_argument("--suites", default=None,
+                   help="comma-separated substrings of suite names to keep, e.g. GCM,NULL")
+    p.add_argument("--cpu", type=int, default=None,
+                   help="CPU to pin to (default: the highest one allowed)")
+    p.add_argument("--no-openssl", action="store_true", help="skip `openssl speed`")
+    p.add_argument("--seed", type=int, default=1, help="seed of the per-round shuffle")
+    p.add_argument("--json", metavar="PATH", type=Path, help="write every figure as JSON")
+    p.add_argument("--write-results", action="store_true",
+                   help=f"write/replace this benchmark's section of {RESULTS_MD.relative_to(ROOT)}")
+    args = p.parse_args(argv)
+    args.seconds = args.seconds or (0.1 if args.quick else 0.3)
+    args.rounds = args.rounds or (3 if args.quick else 5)
+    args.openssl_rounds = 1 if args.quick else args.rounds
+    if any(not 0 <= n <= 1 << 14 for n in args.sizes):
+        p.error("payload sizes must be 0..16384")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    command = shlex.join([Path(sys.executable).name, *sys.argv]) if argv is None else \
+        shlex.join(["python", "bench/record_bench.py", *argv])
+    suites = [s for s in SUITES if args.suites is None
+              or any(k.strip().lower() in s.name.lower() for k in args.suites.split(","))]
+    cpu = pin_to_one_core(args.cpu)
+    notes: list[str] = []
+    if _crecord is None:
+        notes.append(f"C backend not available ({C_ERROR}): only Python contenders ran; "
+                     "build it with `python setup.py build_ext --inplace`")
+    with_openssl = not args.no_openssl and shutil.which("openssl") is not None
+    if not args.no_openssl and not with_openssl:
+        notes.append("no openssl binary: the openssl limit is n/a")
+
+    def progress(msg: str) -> None:
+        print(f"[record_bench] {msg}", file=sys.stderr, flush=True)
+
+    meta: dict[str, Any] = {
+        "command": command,
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "machine": machine_info(cpu),
+        "config": {"rounds": args.rounds, "seconds": args.seconds, "sizes": args.sizes,
+                   "openssl_rounds": args.openssl_rounds if with_openssl else 0,
+                   "batch": BATCH, "suites": [s.name for s in suites], "seed": args.seed,
+                   "clock": "process CPU time"},
+    }
+    progress(f"pinned to cpu {cpu}; C backend {meta['machine']['c_backend']}")
+    cells = build_cells(suites, args.sizes, args.openssl_rounds, with_openssl)
+    t0 = time.perf_counter()
+    run_rounds(cells, args.rounds, args.seconds, args.seed, progress)
+    meta["elapsed_s"] = round(time.perf_counter() - t0, 1)
+    shares = [s.cpu_share for c in cells for s in c.samples]
+    meta["cpu_share"] = statistics.median(shares) if shares else 1.0
+    if meta["cpu_share"] < 0.9:
+        notes.append(f"this core was busy with other work ({1 - meta['cpu_share']:.0%} of wall "
+                     "time went elsewhere): CPU-time rates hold up, but expect wider ranges")
+    c_ssl = meta["machine"]["openssl_c_backend"].split(" (")[0]
+    if _crecord is not None and c_ssl != meta["machine"]["openssl_cryptography"]:
+        notes.append(f"the C backend runs on {c_ssl} but the twin and bare-crypto contenders "
+                     f"on cryptography's {meta['machine']['openssl_cryptography']}: their "
+                     "ratios include the speed difference of the two OpenSSL builds")
+    for c in cells:
+        if c.error:
+            notes.append(f"{c.suite} {c.size} B {c.contender} failed: {c.error}")
+    targets, info = compute_ratios(cells, suites, args.sizes)
+    report = render_report(cells, targets, info, meta, notes)
+    print(report)
+    print(f"\n(elapsed {meta['elapsed_s']} s)")
+    if args.json:
+        args.json.write_text(json.dumps(to_json(cells, targets, info, meta), indent=2) + "\n")
+        progress(f"wrote {args.json}")
+    if args.write_results:
+        write_results_md(RESULTS_MD, report)
+        progress(f"wrote {RESULTS_MD}")
+    return 1 if any(c.error for c in cells) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

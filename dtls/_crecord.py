@@ -8,6 +8,7 @@ and are copied out once.  A CipherState itself must not be used by two threads a
 
 from __future__ import annotations
 
+import struct
 import threading
 from collections.abc import Sequence
 
@@ -38,19 +39,37 @@ _STATUS = tuple(OpenStatus)
 _OK = OpenStatus.OK
 _BAD_EPOCH = OpenStatus.BAD_EPOCH
 _local = threading.local()
+_new_result = tuple.__new__  # OpenResult without NamedTuple's Python-level __new__
+# dtls_open_result as laid out in csrc/record.h: status epoch type reserved seq offset length.
+_RESULT = struct.Struct("=iHBxQII")
+assert ffi.sizeof("dtls_open_result") == _RESULT.size and [
+    ffi.offsetof("dtls_open_result", f) for f in ("epoch", "type", "seq", "offset", "length")
+] == [4, 6, 8, 16, 20], "dtls_open_result layout changed: update _RESULT"
 assert HEADER_LEN == lib.DTLS_HEADER_LEN, "csrc/build_record.py is out of step with record.h"
 
 
 class _Scratch:
-    """Per-thread output space: one record or one result, reused by every call."""
+    """Per-thread output space: one record or one result, reused by every call.
 
-    __slots__ = ("out", "parsed", "res", "view")
+    The batch result array grows on demand and is kept, so a batch does not pay for
+    allocating and zeroing its worst-case result array each time.
+    """
+
+    __slots__ = ("batch_cap", "batch_res", "out", "parsed", "res", "view")
 
     def __init__(self) -> None:
         self.out = ffi.new("uint8_t[]", _SCRATCH)
         self.view = ffi.buffer(self.out)
         self.res = ffi.new("dtls_open_result *")
         self.parsed = ffi.new("size_t *")
+        self.batch_cap = 0
+        self.batch_res = ffi.NULL
+
+    def results(self, cap: int):  # type: ignore[no-untyped-def]
+        if cap > self.batch_cap:
+            self.batch_cap = max(cap, 2 * self.batch_cap, 256)
+            self.batch_res = ffi.new("dtls_open_result[]", self.batch_cap)
+        return self.batch_res
 
 
 def _scratch() -> _Scratch:
@@ -260,11 +279,12 @@ class CipherState:
         st = lib.dtls_open(self._st, rec, len(record), s.out, _SCRATCH, s.res)
         res = s.res
         if st == 0:
-            return OpenResult(_OK, res.type, res.epoch, res.seq, s.view[0:res.length])
+            return _new_result(OpenResult, (_OK, res.type, res.epoch, res.seq,
+                                            s.view[0:res.length]))
         if st < 0:
             _raise(st)
         payload = bytes(record) if st == _BAD_EPOCH else b""
-        return OpenResult(_STATUS[st], res.type, res.epoch, res.seq, payload)
+        return _new_result(OpenResult, (_STATUS[st], res.type, res.epoch, res.seq, payload))
 
     def open_batch(self, data: Buffer, lengths: Sequence[int] | None = None) -> list[OpenResult]:
         total = len(data)
@@ -274,25 +294,26 @@ class CipherState:
             lens = list(lengths)
             if any(n < 0 for n in lens) or sum(lens) != total:
                 raise ValueError("datagram lengths must be >= 0 and add up to len(data)")
-        cap = total // 13 + len(lens) + 1
-        res = ffi.new("dtls_open_result[]", cap)
+        cap = total // 13 + len(lens) + 1  # no datagram holds more records than this
+        res = _scratch().results(cap)
         out = bytearray(max(total, 1))
         n = lib.dtls_open_batch(self._st, _cbuf(data), total, ffi.new("uint32_t[]", lens),
                                 len(lens), ffi.from_buffer(out), total, res, cap)
         if n < 0:
             _raise(n)
         view = memoryview(out)
-        src = memoryview(data)
-        results = []
-        for r in res[0:n]:
-            st = r.status
+        results: list[OpenResult] = []
+        append = results.append
+        # One unpack over the C result array beats per-field cdata access by ~4x.
+        for st, epoch, ctype, seq, off, length in _RESULT.iter_unpack(
+                ffi.buffer(res, n * _RESULT.size)):
             if st == 0:
-                payload: bytes | memoryview = view[r.offset : r.offset + r.length]
+                payload: bytes | memoryview = view[off : off + length]
             elif st == _BAD_EPOCH:
-                payload = bytes(src[r.offset : r.offset + r.length])
+                payload = bytes(data[off : off + length])
             else:
                 payload = b""
-            results.append(OpenResult(_STATUS[st], r.type, r.epoch, r.seq, payload))
+            append(_new_result(OpenResult, (_STATUS[st], ctype, epoch, seq, payload)))
         return results
 
 
