@@ -55,8 +55,9 @@ typedef struct {
     uint32_t length;
     ...;
 } dtls_open_result;
-int dtls_open(dtls_state *s, const uint8_t *rec, size_t rec_len, uint8_t *out, size_t out_cap,
-              dtls_open_result *res);
+#define DTLS_OPEN_REFUSED -100
+long dtls_open(dtls_state *s, const uint8_t *rec, size_t rec_len, uint8_t *out, size_t out_cap,
+               dtls_open_result *res);
 long dtls_open_batch(dtls_state *s, const uint8_t *in, size_t in_len,
                      const uint32_t *dgram_lens, size_t ndgrams, uint8_t *out, size_t out_cap,
                      dtls_open_result *res, size_t res_cap);

@@ -584,12 +584,15 @@ static int open_one(dtls_state *s, const uint8_t *rec, size_t rec_len, uint8_t *
     return res->status = DTLS_OK;
 }
 
-int dtls_open(dtls_state *s, const uint8_t *rec, size_t rec_len, uint8_t *out, size_t out_cap,
-              dtls_open_result *res)
+long dtls_open(dtls_state *s, const uint8_t *rec, size_t rec_len, uint8_t *out, size_t out_cap,
+               dtls_open_result *res)
 {
     if (rec_len >= DTLS_HEADER_LEN && out_cap < rec_len - DTLS_HEADER_LEN)
         return DTLS_ERR_SPACE;
-    return open_one(s, rec, rec_len, out, res);
+    int st = open_one(s, rec, rec_len, out, res);
+    if (st == DTLS_OK)
+        return (long)res->length;
+    return st < 0 ? st : DTLS_OPEN_REFUSED - st;
 }
 
 long dtls_open_batch(dtls_state *s, const uint8_t *in, size_t in_len, const uint32_t *dgram_lens,

@@ -90,9 +90,12 @@ typedef struct {
 } dtls_open_result;
 
 /* Open exactly one record.  out must hold the fragment length (plaintext is never longer).
- * Returns the status (>= 0) or DTLS_ERR_INTERNAL; fills *res. */
-int dtls_open(dtls_state *s, const uint8_t *rec, size_t rec_len, uint8_t *out, size_t out_cap,
-              dtls_open_result *res);
+ * Fills *res.  Returns the plaintext length (>= 0) if the record was accepted, else
+ * DTLS_OPEN_REFUSED - status for a refused record, or a DTLS_ERR_* (-1..-5).  Folding the
+ * length into the return value saves the caller a field read on the hot path. */
+#define DTLS_OPEN_REFUSED (-100)
+long dtls_open(dtls_state *s, const uint8_t *rec, size_t rec_len, uint8_t *out, size_t out_cap,
+               dtls_open_result *res);
 
 /* Open every record of ndgrams datagrams laid back to back in `in` (lengths in dgram_lens).
  * Plaintexts go back to back into out (out_cap >= total input is always enough).  Returns

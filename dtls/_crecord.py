@@ -39,6 +39,9 @@ _STATUS = tuple(OpenStatus)
 _OK = OpenStatus.OK
 _BAD_EPOCH = OpenStatus.BAD_EPOCH
 _local = threading.local()
+_seal = lib.dtls_seal
+_open = lib.dtls_open
+_REFUSED = lib.DTLS_OPEN_REFUSED
 _new_result = tuple.__new__  # OpenResult without NamedTuple's Python-level __new__
 # dtls_open_result as laid out in csrc/record.h: status epoch type reserved seq offset length.
 _RESULT = struct.Struct("=iHBxQII")
@@ -246,10 +249,15 @@ class CipherState:
                 f"version={self.version:#06x}, next_seq={self.next_seq}, backend=c)")
 
     def seal(self, content_type: int, payload: Buffer) -> bytes:
-        s = _scratch()
+        # The hot path: lookups are inlined rather than factored into helpers (~0.1 us).
         try:
-            r = lib.dtls_seal(self._st, content_type, _cbuf(payload), len(payload), s.out,
-                              _SCRATCH)
+            s = _local.scratch
+        except AttributeError:
+            s = _scratch()
+        try:
+            r = _seal(self._st, content_type,
+                      payload if type(payload) is bytes else ffi.from_buffer(payload),
+                      len(payload), s.out, _SCRATCH)
         except OverflowError:
             raise ValueError("content_type must be 0..255") from None
         if r < 0:
@@ -274,15 +282,18 @@ class CipherState:
         return RecordBatch(out, ffi.unpack(out_lens, n))
 
     def open(self, record: Buffer) -> OpenResult:
-        s = _scratch()
-        rec = _cbuf(record)
-        st = lib.dtls_open(self._st, rec, len(record), s.out, _SCRATCH, s.res)
+        try:
+            s = _local.scratch
+        except AttributeError:
+            s = _scratch()
         res = s.res
-        if st == 0:
-            return _new_result(OpenResult, (_OK, res.type, res.epoch, res.seq,
-                                            s.view[0:res.length]))
-        if st < 0:
-            _raise(st)
+        n = _open(self._st, record if type(record) is bytes else ffi.from_buffer(record),
+                  len(record), s.out, _SCRATCH, res)
+        if n >= 0:  # accepted: n is the plaintext length, the epoch is ours
+            return _new_result(OpenResult, (_OK, res.type, self.epoch, res.seq, s.view[0:n]))
+        if n > _REFUSED:
+            _raise(n)
+        st = _REFUSED - n
         payload = bytes(record) if st == _BAD_EPOCH else b""
         return _new_result(OpenResult, (_STATUS[st], res.type, res.epoch, res.seq, payload))
 
