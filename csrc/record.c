@@ -16,9 +16,10 @@
 
 #include "sha.h"
 
-#define TAG_LEN 16
+#define TAG_LEN 16 /* GCM, ChaCha20-Poly1305, CCM; the CCM_8 ciphers use CCM8_TAG_LEN */
+#define CCM8_TAG_LEN 8
 #define BLOCK 16
-#define GCM_EXPLICIT 8
+#define GCM_EXPLICIT 8 /* explicit nonce of GCM and CCM records (RFC 5288 3, RFC 6655) */
 
 struct dtls_state {
     int cipher;
@@ -27,6 +28,8 @@ struct dtls_state {
     uint16_t version;
     uint64_t next_seq;
     size_t mac_len;
+    size_t tag_len; /* AEAD only: 16, or 8 for CCM_8 */
+    int ccm;        /* AES-CCM: its EVP calling sequence differs from GCM's */
     uint8_t fixed_iv[12];
     EVP_CIPHER_CTX *enc;
     EVP_CIPHER_CTX *dec;
@@ -150,6 +153,12 @@ static const EVP_CIPHER *evp_cipher(int cipher)
         return EVP_aes_128_cbc();
     case DTLS_CIPHER_AES_256_CBC:
         return EVP_aes_256_cbc();
+    case DTLS_CIPHER_AES_128_CCM:
+    case DTLS_CIPHER_AES_128_CCM_8:
+        return EVP_aes_128_ccm();
+    case DTLS_CIPHER_AES_256_CCM:
+    case DTLS_CIPHER_AES_256_CCM_8:
+        return EVP_aes_256_ccm();
     default:
         return NULL;
     }
@@ -160,19 +169,37 @@ static size_t cipher_key_len(int cipher)
     switch (cipher) {
     case DTLS_CIPHER_AES_128_GCM:
     case DTLS_CIPHER_AES_128_CBC:
+    case DTLS_CIPHER_AES_128_CCM:
+    case DTLS_CIPHER_AES_128_CCM_8:
         return 16;
     case DTLS_CIPHER_AES_256_GCM:
     case DTLS_CIPHER_CHACHA20_POLY1305:
     case DTLS_CIPHER_AES_256_CBC:
+    case DTLS_CIPHER_AES_256_CCM:
+    case DTLS_CIPHER_AES_256_CCM_8:
         return 32;
     default:
         return 0;
     }
 }
 
+static int is_ccm(int cipher)
+{
+    return cipher >= DTLS_CIPHER_AES_128_CCM && cipher <= DTLS_CIPHER_AES_256_CCM_8;
+}
+
 static int is_aead(int cipher)
 {
-    return cipher >= DTLS_CIPHER_AES_128_GCM && cipher <= DTLS_CIPHER_CHACHA20_POLY1305;
+    return (cipher >= DTLS_CIPHER_AES_128_GCM && cipher <= DTLS_CIPHER_CHACHA20_POLY1305) ||
+           is_ccm(cipher);
+}
+
+/* AEAD tag length (RFC 6655: CCM_8 truncates to 8 bytes); 0 for non-AEAD ciphers. */
+static size_t tag_len_of(int cipher)
+{
+    if (cipher == DTLS_CIPHER_AES_128_CCM_8 || cipher == DTLS_CIPHER_AES_256_CCM_8)
+        return CCM8_TAG_LEN;
+    return is_aead(cipher) ? TAG_LEN : 0;
 }
 
 static int is_cbc(int cipher)
@@ -194,48 +221,76 @@ static size_t mac_len_of(int mac)
     }
 }
 
-static EVP_CIPHER_CTX *new_ctx(const EVP_CIPHER *c, const uint8_t *key, int enc)
+/* A context keyed for `cipher`.  CCM fixes its nonce length (15 - L) and tag length (M) when
+ * the key is set (they go into the B0 flags, NIST SP 800-38C A.2.1), so those are set first:
+ * a 12-byte nonce (RFC 6655) and the cipher's tag length, on both directions' contexts. */
+static EVP_CIPHER_CTX *new_ctx(int cipher, const EVP_CIPHER *c, const uint8_t *key, int enc)
 {
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
     if (ctx == NULL)
         return NULL;
-    if (EVP_CipherInit_ex(ctx, c, NULL, key, NULL, enc) != 1) {
-        EVP_CIPHER_CTX_free(ctx);
-        ERR_clear_error();
-        return NULL;
+    if (is_ccm(cipher)) {
+        if (EVP_CipherInit_ex(ctx, c, NULL, NULL, NULL, enc) != 1 ||
+            EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_IVLEN, 12, NULL) != 1 ||
+            EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, (int)tag_len_of(cipher), NULL) != 1 ||
+            EVP_CipherInit_ex(ctx, NULL, NULL, key, NULL, enc) != 1)
+            goto fail;
+    } else if (EVP_CipherInit_ex(ctx, c, NULL, key, NULL, enc) != 1) {
+        goto fail;
     }
     EVP_CIPHER_CTX_set_padding(ctx, 0); /* TLS padding is ours, not PKCS#7 */
     return ctx;
+fail:
+    EVP_CIPHER_CTX_free(ctx);
+    ERR_clear_error();
+    return NULL;
 }
 
-/* AEAD with a 12-byte nonce on a keyed context.  Encrypt writes ct||tag; decrypt reads
- * ct||tag (in_len >= 16, checked by callers) and writes the plaintext.  in may equal out. */
-static long aead_crypt(EVP_CIPHER_CTX *ctx, int enc, const uint8_t *nonce, const uint8_t *aad,
-                       size_t aad_len, const uint8_t *in, size_t in_len, uint8_t *out)
+/* AEAD with a 12-byte nonce on a context from new_ctx.  Encrypt writes ct||tag; decrypt reads
+ * ct||tag (in_len >= tag_len, checked by callers) and writes the plaintext.  in may equal out.
+ *
+ * GCM and ChaCha20-Poly1305: AAD, [expected tag,] update, final (the verdict), [get tag].
+ * CCM (one pass over a known length): total length, AAD, [expected tag,] one update, which
+ * even for an empty message must run, since it computes or checks the tag: its result is the
+ * verdict and there is no final; [get tag]. */
+static long aead_crypt(EVP_CIPHER_CTX *ctx, int enc, size_t tag_len, int ccm,
+                       const uint8_t *nonce, const uint8_t *aad, size_t aad_len,
+                       const uint8_t *in, size_t in_len, uint8_t *out)
 {
+    static const uint8_t nothing[1];
     int outl;
-    size_t ct_len = enc ? in_len : in_len - TAG_LEN;
+    size_t ct_len = enc ? in_len : in_len - tag_len;
     uint8_t tag[TAG_LEN];
 
     if (EVP_CipherInit_ex(ctx, NULL, NULL, NULL, nonce, enc) != 1)
         goto fail;
+    if (ccm && EVP_CipherUpdate(ctx, NULL, &outl, NULL, (int)ct_len) != 1)
+        goto fail;
     if (aad_len && EVP_CipherUpdate(ctx, NULL, &outl, aad, (int)aad_len) != 1)
         goto fail;
     if (!enc) {
-        memcpy(tag, in + ct_len, TAG_LEN);
-        if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, TAG_LEN, tag) != 1)
+        memcpy(tag, in + ct_len, tag_len);
+        if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, (int)tag_len, tag) != 1)
             goto fail;
     }
-    if (ct_len && EVP_CipherUpdate(ctx, out, &outl, in, (int)ct_len) != 1)
-        goto fail;
-    if (EVP_CipherFinal_ex(ctx, out + ct_len, &outl) != 1) {
-        ERR_clear_error();
-        return enc ? DTLS_ERR_INTERNAL : DTLS_ERR_AUTH;
+    if (ccm) {
+        /* A NULL input would be taken for a final call: pass a dummy for empty messages. */
+        if (EVP_CipherUpdate(ctx, out, &outl, ct_len ? in : nothing, (int)ct_len) != 1) {
+            ERR_clear_error();
+            return enc ? DTLS_ERR_INTERNAL : DTLS_ERR_AUTH;
+        }
+    } else {
+        if (ct_len && EVP_CipherUpdate(ctx, out, &outl, in, (int)ct_len) != 1)
+            goto fail;
+        if (EVP_CipherFinal_ex(ctx, out + ct_len, &outl) != 1) {
+            ERR_clear_error();
+            return enc ? DTLS_ERR_INTERNAL : DTLS_ERR_AUTH;
+        }
     }
     if (enc) {
-        if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, TAG_LEN, out + ct_len) != 1)
+        if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, (int)tag_len, out + ct_len) != 1)
             goto fail;
-        return (long)(ct_len + TAG_LEN);
+        return (long)(ct_len + tag_len);
     }
     return (long)ct_len;
 fail:
@@ -265,12 +320,9 @@ dtls_state *dtls_state_new(int cipher, int mac, int etm, uint16_t epoch, uint16_
                            size_t fixed_iv_len, const uint8_t *mac_key, size_t mac_key_len,
                            const uint8_t *iv_key, size_t iv_key_len, uint32_t window)
 {
-    size_t want_iv = 0;
-    if (cipher == DTLS_CIPHER_AES_128_GCM || cipher == DTLS_CIPHER_AES_256_GCM)
-        want_iv = 4;
-    else if (cipher == DTLS_CIPHER_CHACHA20_POLY1305)
-        want_iv = 12;
-    if (cipher < DTLS_CIPHER_NULL || cipher > DTLS_CIPHER_AES_256_CBC ||
+    /* Implicit IV: the ChaCha20 IV (RFC 7905 2), else the GCM/CCM salt (RFC 5288, 6655). */
+    size_t want_iv = !is_aead(cipher) ? 0 : cipher == DTLS_CIPHER_CHACHA20_POLY1305 ? 12 : 4;
+    if ((cipher != DTLS_CIPHER_NULL && evp_cipher(cipher) == NULL) ||
         key_len != cipher_key_len(cipher) || fixed_iv_len != want_iv ||
         window > DTLS_MAX_WINDOW)
         return NULL;
@@ -289,18 +341,21 @@ dtls_state *dtls_state_new(int cipher, int mac, int etm, uint16_t epoch, uint16_
     s->epoch = epoch;
     s->version = version;
     s->mac_len = mac_len_of(mac);
+    s->tag_len = tag_len_of(cipher);
+    s->ccm = is_ccm(cipher);
     if (fixed_iv_len)
         memcpy(s->fixed_iv, fixed_iv, fixed_iv_len);
     dtls_window_init(&s->window, window);
     if (cipher != DTLS_CIPHER_NULL) {
         const EVP_CIPHER *c = evp_cipher(cipher);
-        s->enc = new_ctx(c, key, 1);
-        s->dec = new_ctx(c, key, 0);
+        s->enc = new_ctx(cipher, c, key, 1);
+        s->dec = new_ctx(cipher, c, key, 0);
         if (s->enc == NULL || s->dec == NULL)
             goto fail;
     }
     if (is_cbc(cipher)) {
-        s->ivgen = new_ctx(key_len == 16 ? EVP_aes_128_ecb() : EVP_aes_256_ecb(), iv_key, 1);
+        s->ivgen = new_ctx(DTLS_CIPHER_NULL, key_len == 16 ? EVP_aes_128_ecb() : EVP_aes_256_ecb(),
+                           iv_key, 1);
         if (s->ivgen == NULL || dtls_hmac_init(&s->hmac, mac, mac_key, mac_key_len) != 0)
             goto fail;
     }
@@ -341,12 +396,11 @@ size_t dtls_state_record_len(const dtls_state *s, size_t n)
     switch (s->cipher) {
     case DTLS_CIPHER_NULL:
         return DTLS_HEADER_LEN + n;
-    case DTLS_CIPHER_AES_128_GCM:
-    case DTLS_CIPHER_AES_256_GCM:
-        return DTLS_HEADER_LEN + GCM_EXPLICIT + n + TAG_LEN;
     case DTLS_CIPHER_CHACHA20_POLY1305:
         return DTLS_HEADER_LEN + n + TAG_LEN;
     default:
+        if (s->tag_len) /* GCM and CCM: explicit nonce || ciphertext || tag */
+            return DTLS_HEADER_LEN + GCM_EXPLICIT + n + s->tag_len;
         if (s->etm)
             return DTLS_HEADER_LEN + BLOCK + (n / BLOCK + 1) * BLOCK + s->mac_len;
         return DTLS_HEADER_LEN + BLOCK + ((n + s->mac_len) / BLOCK + 1) * BLOCK;
@@ -385,19 +439,24 @@ static long seal_one(dtls_state *s, uint8_t type, const uint8_t *in, size_t n, u
     case DTLS_CIPHER_NULL:
         memmove(frag, in, n);
         break;
-    case DTLS_CIPHER_AES_128_GCM:
-    case DTLS_CIPHER_AES_256_GCM:
-        /* RFC 5288 3: nonce = salt(4) || explicit(8); the explicit part is epoch||seq. */
-        memcpy(nonce, s->fixed_iv, 4);
-        memcpy(nonce + 4, aad, 8);
-        memcpy(frag, aad, 8);
-        r = aead_crypt(s->enc, 1, nonce, aad, 13, in, n, frag + GCM_EXPLICIT);
+    case DTLS_CIPHER_CHACHA20_POLY1305:
+        chacha_nonce(s, s->epoch, seq, nonce);
+        r = aead_crypt(s->enc, 1, TAG_LEN, 0, nonce, aad, 13, in, n, frag);
         if (r < 0)
             return r;
         break;
-    case DTLS_CIPHER_CHACHA20_POLY1305:
-        chacha_nonce(s, s->epoch, seq, nonce);
-        r = aead_crypt(s->enc, 1, nonce, aad, 13, in, n, frag);
+    case DTLS_CIPHER_AES_128_GCM:
+    case DTLS_CIPHER_AES_256_GCM:
+    case DTLS_CIPHER_AES_128_CCM:
+    case DTLS_CIPHER_AES_128_CCM_8:
+    case DTLS_CIPHER_AES_256_CCM:
+    case DTLS_CIPHER_AES_256_CCM_8:
+        /* RFC 5288 3 / RFC 6655: nonce = salt(4) || explicit(8); explicit = epoch||seq. */
+        memcpy(nonce, s->fixed_iv, 4);
+        memcpy(nonce + 4, aad, 8);
+        memcpy(frag, aad, 8);
+        r = aead_crypt(s->enc, 1, s->tag_len, s->ccm, nonce, aad, 13, in, n,
+                       frag + GCM_EXPLICIT);
         if (r < 0)
             return r;
         break;
@@ -516,14 +575,19 @@ static int open_one(dtls_state *s, const uint8_t *rec, size_t rec_len, uint8_t *
         plen = len;
         break;
     case DTLS_CIPHER_AES_128_GCM:
-    case DTLS_CIPHER_AES_256_GCM: {
-        if (len < GCM_EXPLICIT + TAG_LEN)
+    case DTLS_CIPHER_AES_256_GCM:
+    case DTLS_CIPHER_AES_128_CCM:
+    case DTLS_CIPHER_AES_128_CCM_8:
+    case DTLS_CIPHER_AES_256_CCM:
+    case DTLS_CIPHER_AES_256_CCM_8: {
+        if (len < GCM_EXPLICIT + s->tag_len)
             return res->status = DTLS_MALFORMED;
-        plen = len - GCM_EXPLICIT - TAG_LEN;
+        plen = len - GCM_EXPLICIT - s->tag_len;
         memcpy(nonce, s->fixed_iv, 4);
         memcpy(nonce + 4, frag, GCM_EXPLICIT); /* whatever explicit nonce the peer chose */
         put_aad(aad, epoch, seq, res->type, version, plen);
-        long r = aead_crypt(s->dec, 0, nonce, aad, 13, frag + GCM_EXPLICIT, len - GCM_EXPLICIT, out);
+        long r = aead_crypt(s->dec, 0, s->tag_len, s->ccm, nonce, aad, 13, frag + GCM_EXPLICIT,
+                            len - GCM_EXPLICIT, out);
         if (r == DTLS_ERR_AUTH)
             return res->status = DTLS_BAD_MAC;
         if (r < 0)
@@ -536,7 +600,7 @@ static int open_one(dtls_state *s, const uint8_t *rec, size_t rec_len, uint8_t *
         plen = len - TAG_LEN;
         chacha_nonce(s, epoch, seq, nonce);
         put_aad(aad, epoch, seq, res->type, version, plen);
-        long r = aead_crypt(s->dec, 0, nonce, aad, 13, frag, len, out);
+        long r = aead_crypt(s->dec, 0, TAG_LEN, 0, nonce, aad, 13, frag, len, out);
         if (r == DTLS_ERR_AUTH)
             return res->status = DTLS_BAD_MAC;
         if (r < 0)
@@ -669,12 +733,13 @@ long dtls_aead_raw(int cipher, int enc, const uint8_t *key, size_t key_len,
                    const uint8_t *in, size_t in_len, uint8_t *out)
 {
     if (!is_aead(cipher) || key_len != cipher_key_len(cipher) || nonce_len != 12 ||
-        (!enc && in_len < TAG_LEN) || in_len > INT32_MAX || aad_len > INT32_MAX)
+        (!enc && in_len < tag_len_of(cipher)) || in_len > INT32_MAX || aad_len > INT32_MAX)
         return DTLS_ERR_ARG;
-    EVP_CIPHER_CTX *ctx = new_ctx(evp_cipher(cipher), key, enc != 0);
+    EVP_CIPHER_CTX *ctx = new_ctx(cipher, evp_cipher(cipher), key, enc != 0);
     if (ctx == NULL)
         return DTLS_ERR_INTERNAL;
-    long r = aead_crypt(ctx, enc != 0, nonce, aad, aad_len, in, in_len, out);
+    long r = aead_crypt(ctx, enc != 0, tag_len_of(cipher), is_ccm(cipher), nonce, aad, aad_len,
+                        in, in_len, out);
     EVP_CIPHER_CTX_free(ctx);
     return r;
 }
@@ -684,7 +749,8 @@ long dtls_cbc_raw(int enc, const uint8_t *key, size_t key_len, const uint8_t *iv
 {
     if ((key_len != 16 && key_len != 32) || in_len % BLOCK || in_len > INT32_MAX)
         return DTLS_ERR_ARG;
-    EVP_CIPHER_CTX *ctx = new_ctx(key_len == 16 ? EVP_aes_128_cbc() : EVP_aes_256_cbc(), key,
+    EVP_CIPHER_CTX *ctx = new_ctx(DTLS_CIPHER_NULL,
+                                  key_len == 16 ? EVP_aes_128_cbc() : EVP_aes_256_cbc(), key,
                                   enc != 0);
     if (ctx == NULL)
         return DTLS_ERR_INTERNAL;

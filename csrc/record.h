@@ -16,6 +16,10 @@
 #define DTLS_CIPHER_CHACHA20_POLY1305 3
 #define DTLS_CIPHER_AES_128_CBC 4
 #define DTLS_CIPHER_AES_256_CBC 5
+#define DTLS_CIPHER_AES_128_CCM 6   /* RFC 6655: 16-byte tag */
+#define DTLS_CIPHER_AES_128_CCM_8 7 /* RFC 6655: 8-byte tag */
+#define DTLS_CIPHER_AES_256_CCM 8
+#define DTLS_CIPHER_AES_256_CCM_8 9
 
 /* Open statuses (recordbase.OpenStatus). */
 #define DTLS_OK 0
@@ -120,7 +124,9 @@ typedef struct {
 size_t dtls_split(const uint8_t *in, size_t len, dtls_record_hdr *hdrs, size_t cap,
                   size_t *parsed);
 
-/* Raw primitives on the same code paths, for known-answer tests. */
+/* Raw primitives on the same code paths, for known-answer tests.  dtls_aead_raw takes any
+ * AEAD cipher id (GCM, ChaCha20-Poly1305, CCM, CCM_8) with a 12-byte nonce; the output is
+ * ct||tag with the cipher's tag length (16, or 8 for CCM_8). */
 long dtls_aead_raw(int cipher, int enc, const uint8_t *key, size_t key_len,
                    const uint8_t *nonce, size_t nonce_len, const uint8_t *aad, size_t aad_len,
                    const uint8_t *in, size_t in_len, uint8_t *out);

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20Poly1305
 
 from .protection import (
     AEAD_TAG_LEN,
@@ -35,6 +35,7 @@ from .protection import (
     BulkCipher,
     MacAlgorithm,
     Protection,
+    aead_tag_length,
 )
 from .recordbase import (
     DEFAULT_WINDOW,
@@ -83,7 +84,13 @@ _AEAD_KEY_LEN = {
     BulkCipher.AES_128_GCM: 16,
     BulkCipher.AES_256_GCM: 32,
     BulkCipher.CHACHA20_POLY1305: 32,
+    BulkCipher.AES_128_CCM: 16,
+    BulkCipher.AES_128_CCM_8: 16,
+    BulkCipher.AES_256_CCM: 32,
+    BulkCipher.AES_256_CCM_8: 32,
 }
+_CCM = (BulkCipher.AES_128_CCM, BulkCipher.AES_128_CCM_8, BulkCipher.AES_256_CCM,
+        BulkCipher.AES_256_CCM_8)
 _CBC_KEY_LENS = (16, 32)  # AES-128 and AES-256 (RFC 5246 appendix C); no AES-192 suites
 _HASH: dict[MacAlgorithm, Callable[..., hashlib._Hash]] = {
     MacAlgorithm.SHA1: hashlib.sha1,
@@ -129,7 +136,7 @@ def _check_range(name: str, value: int, low: int, high: int) -> int:
 # Raw primitives (the exact code paths the records use, exposed for known-answer tests)
 # ---------------------------------------------------------------------------------------
 
-AeadObject = AESGCM | ChaCha20Poly1305
+AeadObject = AESGCM | ChaCha20Poly1305 | AESCCM
 
 
 def _aead_object(cipher: BulkCipher | int, key: Buffer) -> AeadObject:
@@ -142,6 +149,9 @@ def _aead_object(cipher: BulkCipher | int, key: Buffer) -> AeadObject:
         raise ValueError(f"{cipher.name} needs a {_AEAD_KEY_LEN[cipher]}-byte key, got {len(key)}")
     if cipher is BulkCipher.CHACHA20_POLY1305:
         return ChaCha20Poly1305(key)
+    if cipher in _CCM:
+        # RFC 6655: AEAD_AES_*_CCM has a 16-byte tag, AEAD_AES_*_CCM_8 an 8-byte one.
+        return AESCCM(key, tag_length=aead_tag_length(cipher))
     return AESGCM(key)
 
 
@@ -157,15 +167,16 @@ def _aead_open(aead: AeadObject, nonce: Buffer, aad: Buffer, ciphertext: Buffer)
 
 
 def _check_nonce(nonce: Buffer) -> None:
-    # All three suites use 96-bit nonces (RFC 5288 3, RFC 7905 2); AESGCM itself would
-    # accept other lengths, so a wrong-length nonce is a caller bug we must catch here.
+    # Every AEAD suite uses 96-bit nonces (RFC 5288 3, RFC 7905 2, RFC 6655); AESGCM and
+    # AESCCM (7..13 bytes) would accept others, so a wrong length is a caller bug caught here.
     if _byte_length(nonce) != _AEAD_NONCE_LEN:
         raise ValueError(f"AEAD nonce must be {_AEAD_NONCE_LEN} bytes, got {_byte_length(nonce)}")
 
 
 def aead_encrypt(cipher: BulkCipher, key: Buffer, nonce: Buffer, aad: Buffer,
                  plaintext: Buffer) -> bytes:
-    """ciphertext || tag(16) for AES-128/256-GCM or ChaCha20-Poly1305 with a 12-byte nonce."""
+    """ciphertext || tag with a 12-byte nonce: AES-128/256-GCM, ChaCha20-Poly1305, AES-128/256-CCM
+    (16-byte tags) or AES-128/256-CCM_8 (8-byte tags)."""
     aead = _aead_object(cipher, key)
     _check_nonce(nonce)
     return _aead_seal(aead, nonce, aad, plaintext)
@@ -175,13 +186,15 @@ def aead_decrypt(cipher: BulkCipher, key: Buffer, nonce: Buffer, aad: Buffer,
                  ciphertext: Buffer) -> bytes | None:
     """The plaintext of ciphertext || tag, or None if authentication fails.
 
-    Input shorter than the 16-byte tag is a ValueError, not None, as in the C backend: it
-    is a caller's framing bug (the record layer refuses such fragments as MALFORMED first).
+    Input shorter than the tag (16 bytes, 8 for CCM_8) is a ValueError, not None, as in the
+    C backend: it is a caller's framing bug (the record layer refuses such fragments as
+    MALFORMED first).
     """
     aead = _aead_object(cipher, key)
     _check_nonce(nonce)
-    if _byte_length(ciphertext) < AEAD_TAG_LEN:
-        raise ValueError(f"AEAD ciphertext must hold the {AEAD_TAG_LEN}-byte tag")
+    tag_len = aead_tag_length(cipher)
+    if _byte_length(ciphertext) < tag_len:
+        raise ValueError(f"AEAD ciphertext must hold the {tag_len}-byte tag")
     return _aead_open(aead, nonce, aad, ciphertext)
 
 
@@ -368,6 +381,7 @@ class CipherState:
         "_key",
         "_mac_len",
         "_next_seq",
+        "_tag_len",
         "_window",
         "epoch",
         "protection",
@@ -406,6 +420,7 @@ class CipherState:
         self._key = key
         self._fixed_iv = fixed_iv
         self._mac_len = protection.mac_length
+        self._tag_len = protection.tag_length
         self._aead: AeadObject | None = _aead_object(self._cipher, key) if protection.is_aead else None
         self._hmac_proto: _hmac.HMAC | None = (
             _hmac_object(protection.mac, mac_key) if protection.mac_length else None
@@ -471,8 +486,8 @@ class CipherState:
                 nonce = (int.from_bytes(self._fixed_iv, "big") ^ int.from_bytes(explicit, "big"))
                 fragment = _aead_seal(self._aead, nonce.to_bytes(_AEAD_NONCE_LEN, "big"), aad, payload)
             else:
-                # RFC 5288 3: nonce = salt || explicit_nonce; we send epoch || seq, which is
-                # unique per key (RFC 6347 4.1.2.1) and so safe as the GCM nonce.
+                # RFC 5288 3 / RFC 6655 (GCM, CCM): nonce = salt || explicit_nonce; we send
+                # epoch || seq, which is unique per key (RFC 6347 4.1.2.1): a safe nonce.
                 fragment = explicit + _aead_seal(self._aead, self._fixed_iv + explicit, aad, payload)
         else:
             assert self._hmac_proto is not None
@@ -539,8 +554,8 @@ class CipherState:
             return True
         if cipher is BulkCipher.CHACHA20_POLY1305:
             return n >= AEAD_TAG_LEN
-        if self._aead is not None:
-            return n >= GCM_EXPLICIT_NONCE_LEN + AEAD_TAG_LEN
+        if self._aead is not None:  # GCM, CCM
+            return n >= GCM_EXPLICIT_NONCE_LEN + self._tag_len
         mac_len = self._mac_len
         if self.protection.encrypt_then_mac:
             # IV + at least one block (padding is never empty) + MAC.
@@ -610,8 +625,8 @@ class CipherState:
                 )
                 nonce = nonce_int.to_bytes(_AEAD_NONCE_LEN, "big")
                 body = fragment
-            else:
-                plen = len(fragment) - GCM_EXPLICIT_NONCE_LEN - AEAD_TAG_LEN
+            else:  # GCM, CCM
+                plen = len(fragment) - GCM_EXPLICIT_NONCE_LEN - self._tag_len
                 # The explicit nonce is whatever the peer sent (RFC 5288 3), not epoch||seq.
                 nonce = self._fixed_iv + bytes(fragment[:GCM_EXPLICIT_NONCE_LEN])
                 body = fragment[GCM_EXPLICIT_NONCE_LEN:]

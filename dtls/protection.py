@@ -2,7 +2,7 @@
 
 A cipher suite (negotiated by the handshake) maps onto one `Protection`; the record layer
 only needs to know the bulk cipher, the MAC and whether encrypt-then-MAC (RFC 7366) was
-negotiated.  Key sizes follow RFC 5246 6.3 / RFC 5288 / RFC 7905.
+negotiated.  Key sizes follow RFC 5246 6.3 / RFC 5288 / RFC 7905 / RFC 6655.
 
 The integer values of the enums are part of the C ABI (csrc/record.h): do not renumber.
 """
@@ -19,8 +19,12 @@ BLOCK_LEN = 16
 """AES block size; also the explicit IV length of CBC records (TLS 1.1+ / DTLS)."""
 
 AEAD_TAG_LEN = 16
+"""The AEAD tag of GCM, ChaCha20-Poly1305 and CCM; the _CCM_8 ciphers use CCM_8_TAG_LEN."""
+CCM_8_TAG_LEN = 8
+"""RFC 6655: AEAD_AES_128/256_CCM_8 truncate the CCM tag to 8 bytes."""
 GCM_EXPLICIT_NONCE_LEN = 8
-"""RFC 5288 3: the explicit part of the GCM nonce carried in each record (we send epoch||seq)."""
+"""RFC 5288 3 / RFC 6655: the explicit part of the GCM or CCM nonce carried in each record
+(we send epoch||seq)."""
 
 
 class BulkCipher(IntEnum):
@@ -30,6 +34,10 @@ class BulkCipher(IntEnum):
     CHACHA20_POLY1305 = 3
     AES_128_CBC = 4
     AES_256_CBC = 5
+    AES_128_CCM = 6  # RFC 6655: 16-byte tag
+    AES_128_CCM_8 = 7  # RFC 6655: 8-byte tag (RFC 7925's mandatory IoT cipher)
+    AES_256_CCM = 8
+    AES_256_CCM_8 = 9
 
 
 class MacAlgorithm(IntEnum):
@@ -46,8 +54,13 @@ _KEY_LEN = {
     BulkCipher.CHACHA20_POLY1305: 32,
     BulkCipher.AES_128_CBC: 16,
     BulkCipher.AES_256_CBC: 32,
+    BulkCipher.AES_128_CCM: 16,
+    BulkCipher.AES_128_CCM_8: 16,
+    BulkCipher.AES_256_CCM: 32,
+    BulkCipher.AES_256_CCM_8: 32,
 }
-# The implicit ("fixed") IV from the key block: GCM salt (RFC 5288 3), ChaCha20 IV (RFC 7905 2).
+# The implicit ("fixed") IV from the key block: GCM salt (RFC 5288 3), ChaCha20 IV (RFC 7905 2),
+# CCM salt (RFC 6655: the 4-byte client/server_write_IV, exactly as for GCM).
 _FIXED_IV_LEN = {
     BulkCipher.NULL: 0,
     BulkCipher.AES_128_GCM: 4,
@@ -55,10 +68,28 @@ _FIXED_IV_LEN = {
     BulkCipher.CHACHA20_POLY1305: 12,
     BulkCipher.AES_128_CBC: 0,
     BulkCipher.AES_256_CBC: 0,
+    BulkCipher.AES_128_CCM: 4,
+    BulkCipher.AES_128_CCM_8: 4,
+    BulkCipher.AES_256_CCM: 4,
+    BulkCipher.AES_256_CCM_8: 4,
+}
+_TAG_LEN = {
+    BulkCipher.AES_128_GCM: AEAD_TAG_LEN,
+    BulkCipher.AES_256_GCM: AEAD_TAG_LEN,
+    BulkCipher.CHACHA20_POLY1305: AEAD_TAG_LEN,
+    BulkCipher.AES_128_CCM: AEAD_TAG_LEN,
+    BulkCipher.AES_128_CCM_8: CCM_8_TAG_LEN,
+    BulkCipher.AES_256_CCM: AEAD_TAG_LEN,
+    BulkCipher.AES_256_CCM_8: CCM_8_TAG_LEN,
 }
 _MAC_LEN = {MacAlgorithm.NONE: 0, MacAlgorithm.SHA1: 20, MacAlgorithm.SHA256: 32, MacAlgorithm.SHA384: 48}
-_AEAD = (BulkCipher.AES_128_GCM, BulkCipher.AES_256_GCM, BulkCipher.CHACHA20_POLY1305)
+_AEAD = tuple(_TAG_LEN)
 _CBC = (BulkCipher.AES_128_CBC, BulkCipher.AES_256_CBC)
+
+
+def aead_tag_length(cipher: BulkCipher) -> int:
+    """Bytes of AEAD tag `cipher` appends (16, or 8 for the CCM_8 ciphers); 0 if not AEAD."""
+    return _TAG_LEN.get(BulkCipher(cipher), 0)
 
 
 @dataclass(frozen=True)
@@ -99,6 +130,11 @@ class Protection:
         return _FIXED_IV_LEN[self.cipher]
 
     @property
+    def tag_length(self) -> int:
+        """AEAD tag bytes per record (RFC 6655: 8 for the CCM_8 ciphers); 0 for NULL and CBC."""
+        return _TAG_LEN.get(self.cipher, 0)
+
+    @property
     def mac_length(self) -> int:
         """MAC output length; HMAC keys have the same length (RFC 5246 6.2.3.1)."""
         return _MAC_LEN[self.mac]
@@ -109,8 +145,8 @@ class Protection:
             return payload_len
         if self.cipher is BulkCipher.CHACHA20_POLY1305:
             return payload_len + AEAD_TAG_LEN
-        if self.is_aead:
-            return GCM_EXPLICIT_NONCE_LEN + payload_len + AEAD_TAG_LEN
+        if self.is_aead:  # GCM and CCM: explicit nonce || ciphertext || tag
+            return GCM_EXPLICIT_NONCE_LEN + payload_len + self.tag_length
         mac = self.mac_length
         # Minimal TLS padding: 1..16 bytes so that the encrypted part is a block multiple.
         if self.encrypt_then_mac:

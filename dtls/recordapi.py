@@ -11,6 +11,10 @@ length(2), then the fragment:
 * AES-GCM (RFC 5288 3, RFC 6347 4.1.2.1): explicit_nonce(8) || ciphertext || tag(16);
   nonce = fixed_iv(4) || explicit_nonce.  We send explicit_nonce = epoch||seq; on open the
   explicit nonce is taken from the record, whatever the peer chose.
+* AES-CCM (RFC 6655; RFC 7251 for the ECDHE_ECDSA suites): as AES-GCM, explicit_nonce(8)
+  || ciphertext || tag, nonce = fixed_iv(4) || explicit_nonce (the CCM nonce N of NIST
+  SP 800-38C, so L = 3); the tag is 16 bytes for AES_128/256_CCM and 8 bytes for
+  AES_128/256_CCM_8.  A fragment shorter than 8 + tag bytes is MALFORMED.
 * ChaCha20-Poly1305 (RFC 7905 2): ciphertext || tag(16); nonce = fixed_iv(12) XOR
   (0^4 || epoch(2) || seq(6)).
 * AEAD additional data (RFC 5246 6.2.3.3 with the DTLS 64-bit seq): epoch(2) seq(6) type(1)

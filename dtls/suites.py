@@ -7,9 +7,10 @@ record protection) is looked up here rather than parsed out of the name at run t
 
 Code points are from the IANA TLS Cipher Suites registry, as assigned by RFC 8422 6 and
 RFC 5289 3 (ECDHE with AES-CBC/GCM), RFC 7905 2 (ChaCha20-Poly1305), RFC 4279 3 and
-RFC 5487 4 (PSK), RFC 5489 3 (ECDHE_PSK), RFC 5746 3.3 and RFC 7507 6 (the two SCSVs).
+RFC 5487 4 (PSK), RFC 5489 3 (ECDHE_PSK), RFC 6655 (PSK with AES-CCM), RFC 7251
+(ECDHE_ECDSA with AES-CCM), RFC 5746 3.3 and RFC 7507 6 (the two SCSVs).
 
-Versions: AEAD suites (RFC 5288 4, RFC 7905 3) and the HMAC-SHA256/384 suites
+Versions: AEAD suites (RFC 5288 4, RFC 7905 3, RFC 6655) and the HMAC-SHA256/384 suites
 (RFC 5289 3.1, RFC 5487) are used in DTLS 1.2 only.  RFC 5487 3.2 / RFC 5489 would allow
 the PSK and ECDHE_PSK CBC_SHA256 suites with TLS 1.0's PRF too (OpenSSL does); we keep
 every SHA-256/384 suite to DTLS 1.2 so that DTLS 1.0 is exactly the CBC-SHA1 profile.
@@ -60,6 +61,17 @@ class CipherSuite(IntEnum):
     TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA = 0xC035
     TLS_ECDHE_PSK_WITH_AES_256_CBC_SHA = 0xC036
     TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256 = 0xC037
+    # PSK with AES-CCM (RFC 6655); _128_CCM_8 is RFC 7925's mandatory PSK suite
+    TLS_PSK_WITH_AES_128_CCM = 0xC0A4
+    TLS_PSK_WITH_AES_256_CCM = 0xC0A5
+    TLS_PSK_WITH_AES_128_CCM_8 = 0xC0A8
+    TLS_PSK_WITH_AES_256_CCM_8 = 0xC0A9
+    # ECDHE_ECDSA with AES-CCM (RFC 7251); _128_CCM_8 is RFC 7925's mandatory one for
+    # raw public keys and certificates
+    TLS_ECDHE_ECDSA_WITH_AES_128_CCM = 0xC0AC
+    TLS_ECDHE_ECDSA_WITH_AES_256_CCM = 0xC0AD
+    TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8 = 0xC0AE
+    TLS_ECDHE_ECDSA_WITH_AES_256_CCM_8 = 0xC0AF
     # Signalling cipher suite values: never negotiated, only offered.
     TLS_EMPTY_RENEGOTIATION_INFO_SCSV = 0x00FF  # RFC 5746 3.3
     TLS_FALLBACK_SCSV = 0x5600  # RFC 7507 6
@@ -174,6 +186,8 @@ _E, _P, _EP = KeyExchange.ECDHE, KeyExchange.PSK, KeyExchange.ECDHE_PSK
 _ECDSA, _RSA, _PSKA = Authentication.ECDSA, Authentication.RSA, Authentication.PSK
 _G128, _G256 = BulkCipher.AES_128_GCM, BulkCipher.AES_256_GCM
 _CHACHA = BulkCipher.CHACHA20_POLY1305
+_M128, _M256 = BulkCipher.AES_128_CCM, BulkCipher.AES_256_CCM
+_M128_8, _M256_8 = BulkCipher.AES_128_CCM_8, BulkCipher.AES_256_CCM_8
 _C128, _C256 = BulkCipher.AES_128_CBC, BulkCipher.AES_256_CBC
 _NOMAC, _SHA1, _SHA256, _SHA384 = (
     MacAlgorithm.NONE, MacAlgorithm.SHA1, MacAlgorithm.SHA256, MacAlgorithm.SHA384)
@@ -205,6 +219,15 @@ _ROWS = (
     _row(_CS.TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA, _EP, _PSKA, _C128, _SHA1, _PRF256),
     _row(_CS.TLS_ECDHE_PSK_WITH_AES_256_CBC_SHA, _EP, _PSKA, _C256, _SHA1, _PRF256),
     _row(_CS.TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256, _EP, _PSKA, _C128, _SHA256, _PRF256),
+    # AES-CCM: the TLS 1.2 default SHA-256 PRF for all of them (RFC 6655, RFC 7251).
+    _row(_CS.TLS_PSK_WITH_AES_128_CCM, _P, _PSKA, _M128, _NOMAC, _PRF256),
+    _row(_CS.TLS_PSK_WITH_AES_256_CCM, _P, _PSKA, _M256, _NOMAC, _PRF256),
+    _row(_CS.TLS_PSK_WITH_AES_128_CCM_8, _P, _PSKA, _M128_8, _NOMAC, _PRF256),
+    _row(_CS.TLS_PSK_WITH_AES_256_CCM_8, _P, _PSKA, _M256_8, _NOMAC, _PRF256),
+    _row(_CS.TLS_ECDHE_ECDSA_WITH_AES_128_CCM, _E, _ECDSA, _M128, _NOMAC, _PRF256),
+    _row(_CS.TLS_ECDHE_ECDSA_WITH_AES_256_CCM, _E, _ECDSA, _M256, _NOMAC, _PRF256),
+    _row(_CS.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, _E, _ECDSA, _M128_8, _NOMAC, _PRF256),
+    _row(_CS.TLS_ECDHE_ECDSA_WITH_AES_256_CCM_8, _E, _ECDSA, _M256_8, _NOMAC, _PRF256),
 )
 
 SUITES: Mapping[CipherSuite, CipherSuiteInfo] = MappingProxyType({r.suite: r for r in _ROWS})
@@ -219,11 +242,17 @@ DEFAULT_CIPHER_SUITES: tuple[CipherSuite, ...] = (
     _CS.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
     _CS.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
     _CS.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+    # AES-CCM after GCM/ChaCha20: two AES calls per block, the CBC-MAC half serial; it is
+    # there for constrained peers (RFC 7251).  CCM_8 is not in this list: see CCM_8_SUITES.
+    _CS.TLS_ECDHE_ECDSA_WITH_AES_128_CCM,
+    _CS.TLS_ECDHE_ECDSA_WITH_AES_256_CCM,
     # PSK AEAD: the ECDHE_PSK one keeps forward secrecy, plain PSK does not.
     _CS.TLS_ECDHE_PSK_WITH_CHACHA20_POLY1305_SHA256,
     _CS.TLS_PSK_WITH_AES_128_GCM_SHA256,
     _CS.TLS_PSK_WITH_CHACHA20_POLY1305_SHA256,
     _CS.TLS_PSK_WITH_AES_256_GCM_SHA384,
+    _CS.TLS_PSK_WITH_AES_128_CCM,
+    _CS.TLS_PSK_WITH_AES_256_CCM,
     # CBC last (MAC-then-encrypt padding oracles; RFC 7525 4.2 prefers AEAD), SHA-2 MACs
     # before SHA-1; the SHA-1 ones are all DTLS 1.0 has.
     _CS.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256,
@@ -241,8 +270,24 @@ DEFAULT_CIPHER_SUITES: tuple[CipherSuite, ...] = (
     _CS.TLS_PSK_WITH_AES_128_CBC_SHA,
     _CS.TLS_PSK_WITH_AES_256_CBC_SHA,
 )
-"""Our preference order over every supported suite; `filter_suites` narrows it to what a
-configuration can serve (certificate type, PSK present, version)."""
+"""Our preference order over every supported suite except CCM_8_SUITES; `filter_suites`
+narrows it to what a configuration can serve (certificate type, PSK present, version)."""
+
+CCM_8_SUITES: tuple[CipherSuite, ...] = (
+    _CS.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8,
+    _CS.TLS_PSK_WITH_AES_128_CCM_8,
+    _CS.TLS_ECDHE_ECDSA_WITH_AES_256_CCM_8,
+    _CS.TLS_PSK_WITH_AES_256_CCM_8,
+)
+"""Supported and negotiable, but only when a configuration lists them: not in the defaults.
+
+Their 8-byte tag gives 2^-64 per forgery attempt, and DTLS lets an attacker keep trying
+for free: records that fail authentication are silently dropped, the association lives
+on (RFC 6347 4.1.2.7), and this stack sets no limit on failed records (DTLS 1.3, RFC 9147,
+allows CCM_8 only with additional safeguards against forgery).  Deployments that need them
+(RFC 7925 makes the two 128-bit ones mandatory for its IoT profiles, and some constrained
+stacks speak nothing else) list them explicitly: `filter_suites(CCM_8_SUITES[:2] + ...)`.
+"""
 
 
 def suite_info(code: int) -> CipherSuiteInfo:

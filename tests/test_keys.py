@@ -250,12 +250,16 @@ def test_handshake_hash_and_transcript() -> None:
     assert t.digest(SHA256) == hashlib.sha256(data + b"more").digest()
 
 
-# Expected split lengths per suite family, from RFC 5246 6.3 / RFC 5288 3 / RFC 7905 2,
-# written out here rather than read from Protection.
+# Expected split lengths per suite family, from RFC 5246 6.3 / RFC 5288 3 / RFC 7905 2 /
+# RFC 6655 (CCM: as GCM), written out here rather than read from Protection.
 _EXPECTED_LENGTHS = {  # (cipher, mac) -> (mac_key, key, fixed_iv)
     (BulkCipher.AES_128_GCM, MacAlgorithm.NONE): (0, 16, 4),
     (BulkCipher.AES_256_GCM, MacAlgorithm.NONE): (0, 32, 4),
     (BulkCipher.CHACHA20_POLY1305, MacAlgorithm.NONE): (0, 32, 12),
+    (BulkCipher.AES_128_CCM, MacAlgorithm.NONE): (0, 16, 4),
+    (BulkCipher.AES_128_CCM_8, MacAlgorithm.NONE): (0, 16, 4),
+    (BulkCipher.AES_256_CCM, MacAlgorithm.NONE): (0, 32, 4),
+    (BulkCipher.AES_256_CCM_8, MacAlgorithm.NONE): (0, 32, 4),
     (BulkCipher.AES_128_CBC, MacAlgorithm.SHA1): (20, 16, 0),
     (BulkCipher.AES_256_CBC, MacAlgorithm.SHA1): (20, 32, 0),
     (BulkCipher.AES_128_CBC, MacAlgorithm.SHA256): (32, 16, 0),

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20Poly1305
 
 from dtls import _pyrecord as pr
 from dtls.protection import BulkCipher, MacAlgorithm, Protection
@@ -42,6 +42,10 @@ PROTECTIONS = [
     Protection(BulkCipher.AES_128_GCM),
     Protection(BulkCipher.AES_256_GCM),
     Protection(BulkCipher.CHACHA20_POLY1305),
+    Protection(BulkCipher.AES_128_CCM),
+    Protection(BulkCipher.AES_128_CCM_8),
+    Protection(BulkCipher.AES_256_CCM),
+    Protection(BulkCipher.AES_256_CCM_8),
 ] + [
     Protection(cipher, mac, etm)
     for cipher in (BulkCipher.AES_128_CBC, BulkCipher.AES_256_CBC)
@@ -109,6 +113,38 @@ def hand_gcm(key: bytes, salt: bytes, ct: int, version: int, epoch: int, seq: in
     return header(ct, version, epoch, seq, len(frag)) + frag
 
 
+CCM_TAG = {BulkCipher.AES_128_CCM: 16, BulkCipher.AES_256_CCM: 16,
+           BulkCipher.AES_128_CCM_8: 8, BulkCipher.AES_256_CCM_8: 8}  # RFC 6655
+
+
+def hand_ccm(key: bytes, salt: bytes, tag_len: int, ct: int, version: int, epoch: int, seq: int,
+             payload: bytes, explicit: bytes | None = None) -> bytes:
+    """As hand_gcm, with AES-CCM (RFC 6655: the same nonce, AAD and layout, its own tag)."""
+    if explicit is None:
+        explicit = be(epoch, 2) + be(seq, 6)
+    frag = explicit + AESCCM(key, tag_length=tag_len).encrypt(
+        salt + explicit, payload, add_data(epoch, seq, ct, version, len(payload)))
+    return header(ct, version, epoch, seq, len(frag)) + frag
+
+
+def ccm_from_aes(key: bytes, nonce: bytes, aad: bytes, payload: bytes, tag_len: int) -> bytes:
+    """AES-CCM built from the AES block function alone (NIST SP 800-38C 6.1, A.2; RFC 3610 2):
+    an oracle that shares no code with `cryptography`'s AESCCM."""
+    q = 15 - len(nonce)  # L: bytes of the message-length field (3 for TLS's 12-byte nonces)
+    flags = (0x40 if aad else 0) | ((tag_len - 2) // 2) << 3 | (q - 1)
+    blocks = bytes([flags]) + nonce + be(len(payload), q)
+    if aad:  # 0 < len(aad) < 2^16 - 2^8: a 2-byte length prefix
+        blocks += be(len(aad), 2) + aad + bytes(-(len(aad) + 2) % 16)
+    blocks += payload + bytes(-len(payload) % 16)
+    mac = bytes(16)
+    for i in range(0, len(blocks), 16):  # CBC-MAC
+        mac = aes_ecb(key, bytes(a ^ b for a, b in zip(mac, blocks[i:i + 16])))
+    stream = b"".join(aes_ecb(key, bytes([q - 1]) + nonce + be(i, q))
+                      for i in range(len(payload) // 16 + 2))  # counter blocks A_0, A_1, ...
+    ciphertext = bytes(a ^ b for a, b in zip(payload, stream[16:]))
+    return ciphertext + bytes(a ^ b for a, b in zip(mac[:tag_len], stream[:16]))
+
+
 def hand_chacha(key: bytes, iv: bytes, ct: int, version: int, epoch: int, seq: int,
                 payload: bytes) -> bytes:
     nonce = bytes(a ^ b for a, b in zip(iv, bytes(4) + be(epoch, 2) + be(seq, 6)))
@@ -149,6 +185,8 @@ def hand_record(p: Protection, k: dict[str, bytes], epoch: int, seq: int, payloa
         return header(ct, version, epoch, seq, len(payload)) + payload
     if p.cipher is BulkCipher.CHACHA20_POLY1305:
         return hand_chacha(k["key"], k["fixed_iv"], ct, version, epoch, seq, payload)
+    if p.cipher in CCM_TAG:
+        return hand_ccm(k["key"], k["fixed_iv"], CCM_TAG[p.cipher], ct, version, epoch, seq, payload)
     if p.is_aead:
         return hand_gcm(k["key"], k["fixed_iv"], ct, version, epoch, seq, payload)
     if p.encrypt_then_mac:
@@ -179,7 +217,7 @@ def test_round_trip_every_size(p: Protection) -> None:
 
 @pytest.mark.parametrize("p", PROTECTIONS, ids=pid)
 def test_seal_matches_hand_built_record(p: Protection) -> None:
-    """Independent wire-format check for every suite (GCM, ChaCha20, CBC MtE/EtM, NULL)."""
+    """Independent wire-format check for every suite (GCM, ChaCha20, CCM, CBC MtE/EtM, NULL)."""
     k = keys(p)
     tx = pr.CipherState(p, epoch=0x0102, version=DTLS1_2, **k)
     seq = 0x0000_A1B2_C3D4
@@ -237,6 +275,53 @@ def test_random_iv_key_is_not_needed_by_receiver() -> None:
     ra, rb = a.seal(APP, b"x"), b.seal(APP, b"x")
     assert ra[:13] == rb[:13] and ra[13:29] != rb[13:29]  # IVs differ (random iv_keys)
     assert b.open(ra).ok and a.open(rb).ok
+
+
+def test_ccm_8_record_built_from_the_aes_block_function() -> None:
+    """One AES-128-CCM_8 record, every byte accounted for, CCM done here from AES-ECB.
+
+    RFC 6655 / RFC 6347 4.1: header(13) || explicit_nonce = epoch||seq (8) ||
+    CCM_8(key, salt || explicit_nonce, aad = epoch seq type version length, payload), whose
+    8-byte tag makes the fragment 8 + len(payload) + 8 bytes.
+    """
+    p = Protection(BulkCipher.AES_128_CCM_8)
+    key = bytes.fromhex("000102030405060708090a0b0c0d0e0f")
+    salt = bytes.fromhex("a0a1a2a3")
+    epoch, seq, payload = 0x0102, 0x0000_A1B2_C3D4, b"CoAP GET /sensors/temperature (more than 2 blocks)"
+    tx = pr.CipherState(p, epoch=epoch, key=key, fixed_iv=salt)
+    tx.next_seq = seq
+    record = tx.seal(APP, payload)
+    explicit = bytes.fromhex("0102" "0000a1b2c3d4")
+    aad = explicit + bytes([APP]) + bytes.fromhex("fefd") + be(len(payload), 2)
+    body = ccm_from_aes(key, salt + explicit, aad, payload, 8)
+    assert len(body) == len(payload) + 8
+    assert record == bytes([APP]) + bytes.fromhex("fefd" "0102" "0000a1b2c3d4") \
+        + be(8 + len(payload) + 8, 2) + explicit + body
+    assert len(record) == p.record_length(len(payload)) == 13 + 8 + len(payload) + 8
+    # The oracle itself agrees with cryptography's AESCCM, for both tag lengths.
+    for tag_len in (8, 16):
+        for n in (0, 1, 16, 33):
+            assert ccm_from_aes(key, salt + explicit, aad, payload[:n], tag_len) == \
+                AESCCM(key, tag_length=tag_len).encrypt(salt + explicit, payload[:n], aad)
+    # Opened, and refused once the (short) tag is off by one bit.
+    rx = pr.CipherState(p, epoch=epoch, key=key, fixed_iv=salt)
+    bad = bytearray(record)
+    bad[-1] ^= 0x80
+    assert rx.open(bad).status is OpenStatus.BAD_MAC
+    res = rx.open(record)
+    assert res.ok and res.payload == payload and res.seq == seq
+
+
+@pytest.mark.parametrize("cipher", [BulkCipher.AES_128_CCM, BulkCipher.AES_256_CCM_8],
+                         ids=lambda c: c.name)
+def test_ccm_explicit_nonce_is_taken_from_the_record(cipher: BulkCipher) -> None:
+    p = Protection(cipher)
+    k = keys(p)
+    _, rx = pair(p, epoch=2)
+    record = hand_ccm(k["key"], k["fixed_iv"], CCM_TAG[cipher], APP, DTLS1_2, 2, 7, b"peer nonce",
+                      explicit=b"\xee" * 8)
+    res = rx.open(record)
+    assert res.ok and res.payload == b"peer nonce" and res.seq == 7
 
 
 def test_gcm_explicit_nonce_is_taken_from_the_record() -> None:
@@ -313,6 +398,9 @@ def test_malformed_headers() -> None:
     [
         (Protection(BulkCipher.AES_128_GCM), [0, 23], [24, 25]),
         (Protection(BulkCipher.CHACHA20_POLY1305), [0, 15], [16, 17]),
+        (Protection(BulkCipher.AES_256_CCM), [0, 23], [24, 25]),
+        # CCM_8: explicit nonce (8) + 8-byte tag.
+        (Protection(BulkCipher.AES_128_CCM_8), [0, 8, 15], [16, 17]),
         # MtE SHA1: body (frag - 16) a positive multiple of 16 and >= roundup(21, 16) = 32.
         (Protection(BulkCipher.AES_128_CBC, MacAlgorithm.SHA1), [16, 32, 47, 49], [48, 64]),
         # MtE SHA384: body >= roundup(49, 16) = 64.
@@ -320,7 +408,7 @@ def test_malformed_headers() -> None:
         # EtM SHA256: frag >= 16 + 16 + 32 and (frag - 48) % 16 == 0.
         (Protection(BulkCipher.AES_128_CBC, MacAlgorithm.SHA256, True), [48, 63, 65], [64, 80]),
     ],
-    ids=["GCM", "ChaCha", "MtE-SHA1", "MtE-SHA384", "EtM-SHA256"],
+    ids=["GCM", "ChaCha", "CCM", "CCM_8", "MtE-SHA1", "MtE-SHA384", "EtM-SHA256"],
 )
 def test_fragment_lengths_the_suite_cannot_produce(p: Protection, bad: list[int], good: list[int]) -> None:
     _, rx = pair(p)
@@ -687,6 +775,24 @@ def test_aead_primitives_known_answers() -> None:
     for short in (b"", out[:15]):  # cannot even hold the tag: a caller bug, as in the C backend
         with pytest.raises(ValueError):
             pr.aead_decrypt(BulkCipher.CHACHA20_POLY1305, key, nonce, aad, short)
+
+
+def test_ccm_primitives() -> None:
+    # 12-byte nonces only (RFC 6655): checked against the AES-ECB oracle above.
+    key, nonce, aad = bytes(range(16)), bytes(range(12)), b"hdr"
+    for cipher, tag_len in CCM_TAG.items():
+        k = bytes(range(16 if "128" in cipher.name else 32))
+        out = pr.aead_encrypt(cipher, k, nonce, aad, b"some data")
+        assert out == ccm_from_aes(k, nonce, aad, b"some data", tag_len)
+        assert pr.aead_decrypt(cipher, k, nonce, aad, out) == b"some data"
+        assert pr.aead_decrypt(cipher, k, nonce, b"other", out) is None
+        assert pr.aead_decrypt(cipher, k, nonce, aad, bytes(tag_len)) is None  # empty, bad tag
+        with pytest.raises(ValueError):
+            pr.aead_decrypt(cipher, k, nonce, aad, bytes(tag_len - 1))
+        with pytest.raises(ValueError):
+            pr.aead_encrypt(cipher, k, bytes(13), aad, b"")  # valid CCM, but not TLS's nonce
+    assert pr.aead_encrypt(BulkCipher.AES_128_CCM_8, key, nonce, b"", b"") == \
+        ccm_from_aes(key, nonce, b"", b"", 8)
 
 
 def test_aead_primitive_errors() -> None:

@@ -23,7 +23,9 @@ from dtls.recordbase import DTLS1_0, DTLS1_2, MAX_SEQ, OpenStatus
 
 ALL_PROTECTIONS = [Protection(BulkCipher.NULL)] + [
     Protection(c) for c in (BulkCipher.AES_128_GCM, BulkCipher.AES_256_GCM,
-                            BulkCipher.CHACHA20_POLY1305)
+                            BulkCipher.CHACHA20_POLY1305,
+                            BulkCipher.AES_128_CCM, BulkCipher.AES_128_CCM_8,
+                            BulkCipher.AES_256_CCM, BulkCipher.AES_256_CCM_8)
 ] + [
     Protection(c, m, etm)
     for c in (BulkCipher.AES_128_CBC, BulkCipher.AES_256_CBC)

@@ -1,7 +1,8 @@
 """Cipher-suite table tests.
 
 Oracles: the code points as printed in the defining RFCs (typed in below: RFC 8422 6,
-RFC 5289 3, RFC 7905 2, RFC 4279 3, RFC 5487 4, RFC 5489 3, RFC 5746 3.3, RFC 7507 6);
+RFC 5289 3, RFC 7905 2, RFC 4279 3, RFC 5487 4, RFC 5489 3, RFC 6655, RFC 7251,
+RFC 5746 3.3, RFC 7507 6);
 OpenSSL's own table (`openssl ciphers -V -stdname`), where available; and the IANA name of
 each suite, parsed here independently of the table to predict its algorithms.
 """
@@ -52,7 +53,16 @@ RFC_CODES = {
     "TLS_ECDHE_PSK_WITH_AES_256_CBC_SHA": 0xC036,
     "TLS_ECDHE_PSK_WITH_CHACHA20_POLY1305_SHA256": 0xCCAC,
     "TLS_PSK_WITH_CHACHA20_POLY1305_SHA256": 0xCCAB,
+    "TLS_PSK_WITH_AES_128_CCM": 0xC0A4,
+    "TLS_PSK_WITH_AES_256_CCM": 0xC0A5,
+    "TLS_PSK_WITH_AES_128_CCM_8": 0xC0A8,
+    "TLS_PSK_WITH_AES_256_CCM_8": 0xC0A9,
+    "TLS_ECDHE_ECDSA_WITH_AES_128_CCM": 0xC0AC,
+    "TLS_ECDHE_ECDSA_WITH_AES_256_CCM": 0xC0AD,
+    "TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8": 0xC0AE,
+    "TLS_ECDHE_ECDSA_WITH_AES_256_CCM_8": 0xC0AF,
 }
+CCM_8_NAMES = {n for n in RFC_CODES if n.endswith("_CCM_8")}
 RFC_SCSV = {"TLS_EMPTY_RENEGOTIATION_INFO_SCSV": 0x00FF, "TLS_FALLBACK_SCSV": 0x5600}
 
 
@@ -96,8 +106,12 @@ def test_code_points_match_openssl() -> None:
 
 def _expected_from_name(name: str) -> tuple[KeyExchange, Authentication, BulkCipher, MacAlgorithm,
                                               PrfAlgorithm]:
-    """What the IANA name says, decoded without the table (RFC 5246 A.5 naming)."""
-    m = re.fullmatch(r"TLS_(ECDHE_PSK|ECDHE_ECDSA|ECDHE_RSA|PSK)_WITH_(\w+?)_(SHA|SHA256|SHA384)", name)
+    """What the IANA name says, decoded without the table (RFC 5246 A.5 naming).
+
+    The AES-CCM names carry no hash (RFC 6655, RFC 7251): they use the SHA-256 PRF.
+    """
+    m = re.fullmatch(r"TLS_(ECDHE_PSK|ECDHE_ECDSA|ECDHE_RSA|PSK)_WITH_(\w+?)(?:_(SHA|SHA256|SHA384))?",
+                     name)
     assert m, name
     kx_auth, bulk, tail = m.groups()
     kx = {"ECDHE_PSK": KeyExchange.ECDHE_PSK, "PSK": KeyExchange.PSK}.get(kx_auth, KeyExchange.ECDHE)
@@ -105,8 +119,12 @@ def _expected_from_name(name: str) -> tuple[KeyExchange, Authentication, BulkCip
         kx_auth, Authentication.PSK)
     cipher = {"AES_128_GCM": BulkCipher.AES_128_GCM, "AES_256_GCM": BulkCipher.AES_256_GCM,
               "CHACHA20_POLY1305": BulkCipher.CHACHA20_POLY1305,
-              "AES_128_CBC": BulkCipher.AES_128_CBC, "AES_256_CBC": BulkCipher.AES_256_CBC}[bulk]
-    aead = "GCM" in bulk or "POLY1305" in bulk
+              "AES_128_CBC": BulkCipher.AES_128_CBC, "AES_256_CBC": BulkCipher.AES_256_CBC,
+              "AES_128_CCM": BulkCipher.AES_128_CCM, "AES_256_CCM": BulkCipher.AES_256_CCM,
+              "AES_128_CCM_8": BulkCipher.AES_128_CCM_8,
+              "AES_256_CCM_8": BulkCipher.AES_256_CCM_8}[bulk]
+    aead = "GCM" in bulk or "POLY1305" in bulk or "CCM" in bulk
+    assert (tail is None) == ("CCM" in bulk), name
     mac = MacAlgorithm.NONE if aead else {"SHA": MacAlgorithm.SHA1, "SHA256": MacAlgorithm.SHA256,
                                            "SHA384": MacAlgorithm.SHA384}[tail]
     # RFC 5246 5: SHA-256 PRF unless the suite names SHA-384 (pre-1.2 "_SHA" suites included).
@@ -139,6 +157,7 @@ def test_every_protection_is_valid(info: suites.CipherSuiteInfo) -> None:
             assert prot.mac_length > 0 and prot.fixed_iv_length == 0
         else:
             assert prot.mac_length == 0 and prot.fixed_iv_length in (4, 12)
+            assert prot.tag_length == (8 if info.name.endswith("_CCM_8") else 16)
 
 
 def test_versions() -> None:
@@ -171,7 +190,10 @@ def test_scsvs_and_unknown_codes_are_not_negotiable() -> None:
 
 def test_default_order() -> None:
     order = DEFAULT_CIPHER_SUITES
-    assert sorted(order) == sorted(SUITES) and len(set(order)) == len(order)
+    # Every suite except the 8-byte-tag CCM_8 ones, which must be asked for (suites.py).
+    assert {s.name for s in suites.CCM_8_SUITES} == CCM_8_NAMES
+    assert sorted(order) == sorted(set(SUITES) - set(suites.CCM_8_SUITES))
+    assert len(set(order)) == len(order)
     assert not SIGNALLING_SUITES & set(order)
     infos = [SUITES[s] for s in order]
     n_aead = sum(i.is_aead for i in infos)
@@ -181,8 +203,11 @@ def test_default_order() -> None:
     assert all(i.key_exchange is KeyExchange.ECDHE for i in infos[:n_ecdhe_aead])
     assert CipherSuite.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256 in order[:4]
     assert CipherSuite.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256 in order[:4]
-    # Within each (key exchange, authentication) family, SHA-2 CBC before SHA-1 CBC.
+    # Within each (key exchange, authentication) family: AES-CCM after GCM and ChaCha20,
+    # SHA-2 CBC before SHA-1 CBC.
     for fam in {(i.key_exchange, i.authentication) for i in infos}:
+        aead = ["CCM" in i.name for i in infos if i.is_aead and (i.key_exchange, i.authentication) == fam]
+        assert aead == sorted(aead), fam
         cbc = [i for i in infos if not i.is_aead and (i.key_exchange, i.authentication) == fam]
         sha1 = [k for k, i in enumerate(cbc) if i.mac is MacAlgorithm.SHA1]
         assert sha1 == list(range(len(cbc) - len(sha1), len(cbc))), fam
@@ -201,3 +226,21 @@ def test_filter_suites() -> None:
     assert psk and all(s.name.startswith("TLS_PSK_") for s in psk)
     assert suites.filter_suites(offered, version=0xFEFE) == ()
     assert suites.filter_suites([], version=DTLS1_2) == ()
+
+
+def test_ccm_8_suites_are_selectable() -> None:
+    """Not offered by default, but negotiable in DTLS 1.2 when a configuration lists them."""
+    wanted = [0xC0A8, 0xC0AE, *DEFAULT_CIPHER_SUITES]
+    assert not set(suites.CCM_8_SUITES) & set(DEFAULT_CIPHER_SUITES)
+    assert suites.filter_suites(wanted, version=DTLS1_2)[:2] == (
+        CipherSuite.TLS_PSK_WITH_AES_128_CCM_8, CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8)
+    assert suites.filter_suites(wanted, version=DTLS1_2, key_exchanges={KeyExchange.PSK})[0] \
+        is CipherSuite.TLS_PSK_WITH_AES_128_CCM_8
+    assert suites.filter_suites(wanted, version=DTLS1_2, authentications={Authentication.ECDSA})[0] \
+        is CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8
+    assert suites.filter_suites(suites.CCM_8_SUITES, version=DTLS1_0) == ()
+    for code in (0xC0A8, 0xC0A9, 0xC0AE, 0xC0AF):
+        prot = suites.protection_for(code, True)  # EtM ignored: AEAD
+        assert prot.is_aead and prot.tag_length == 8 and prot.fixed_iv_length == 4
+        assert prot.record_length(100) == 13 + 8 + 100 + 8
+        assert suites.suite_info(code).prf_for(DTLS1_2) is PrfAlgorithm.SHA256

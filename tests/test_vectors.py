@@ -4,15 +4,19 @@ Every record either backend seals or opens goes through `aead_encrypt`/`aead_dec
 `cbc_encrypt`/`cbc_decrypt` or `hmac` (see dtls/recordapi.py), so these are checked here
 against published vectors rather than against each other:
 
-* NIST CAVS AES-GCM (gcmEncryptExtIV*.rsp, gcmDecrypt*.rsp) and the ChaCha20-Poly1305
-  files (RFC 7539 2.8.2 / A.5 and the BoringSSL / OpenSSL sets), both from the
-  `cryptography-vectors` package (installed by the project's `test` extra).
-* Project Wycheproof (AES-GCM, ChaCha20-Poly1305, AES-CBC-PKCS5, HMAC-SHA1/256/384),
-  from WYCHEPROOF (see conftest.py) when that directory exists.
+* NIST CAVS AES-GCM (gcmEncryptExtIV*.rsp, gcmDecrypt*.rsp), AES-CCM (CCM/*.rsp) and the
+  ChaCha20-Poly1305 files (RFC 7539 2.8.2 / A.5 and the BoringSSL / OpenSSL sets), all from
+  the `cryptography-vectors` package (installed by the project's `test` extra).
+* Project Wycheproof (AES-GCM, AES-CCM, ChaCha20-Poly1305, AES-CBC-PKCS5,
+  HMAC-SHA1/256/384), from WYCHEPROOF (see conftest.py) when that directory exists.
 
 Only the parameters the record layer uses are taken: AES-128/256 (no AES-192 suites),
-96-bit AEAD nonces and 128-bit tags (RFC 5288 3, RFC 7905 2).  Vectors for other nonce
-sizes are not dropped silently: our primitives must refuse them with ValueError.
+96-bit AEAD nonces and 128-bit tags (RFC 5288 3, RFC 7905 2, RFC 6655), or 64-bit tags for
+CCM_8 (RFC 6655).  Vectors for other nonce sizes are not dropped silently: our primitives
+must refuse them with ValueError.  Of the NIST CCM files only VNT (the nonce-length sweep)
+has 96-bit nonces, and only with 128-bit tags; the 64-bit-tag (CCM_8) and the decryption-
+must-fail (DVPT "Result = Fail") cases with 96-bit nonces come from Wycheproof, and the
+DVPT files (7- and 13-byte nonces only) go to the refusal test.
 
 Each vector is its own test, named by file and count / tcId, so a failure says which.
 """
@@ -42,6 +46,10 @@ NO_VECTORS_PACKAGE = ("cryptography-vectors is not installed: "
 NONCE_LEN = 12
 TAG_LEN = 16
 GCM_BY_KEY_LEN = {16: BulkCipher.AES_128_GCM, 32: BulkCipher.AES_256_GCM}
+CCM_BY_KEY_AND_TAG_LEN = {  # RFC 6655: CCM has 16-byte tags, CCM_8 8-byte ones
+    (16, 16): BulkCipher.AES_128_CCM, (16, 8): BulkCipher.AES_128_CCM_8,
+    (32, 16): BulkCipher.AES_256_CCM, (32, 8): BulkCipher.AES_256_CCM_8,
+}
 
 
 def _skipped(reason: str, nargs: int = 1, source: str = "") -> list[Any]:
@@ -134,6 +142,143 @@ def test_nist_aes_gcm(backend: ModuleType, vector: dict[str, Any]) -> None:
     pt = vector["PT"]
     assert backend.aead_encrypt(cipher, key, iv, aad, pt) == ct + tag
     assert backend.aead_decrypt(cipher, key, iv, aad, ct + tag) == pt
+
+
+# ---------------------------------------------------------------------------------------
+# NIST CAVS AES-CCM (.rsp)
+# ---------------------------------------------------------------------------------------
+
+NIST_CCM_FILES = tuple(f"{kind}{bits}.rsp" for kind in ("DVPT", "VADT", "VNT", "VPT", "VTT")
+                       for bits in (128, 256))  # no AES-192 suites
+
+
+def parse_ccm_rsp(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
+    """Entries of a CAVS CCM .rsp file, whose layout differs from the GCM files.
+
+    `Name = n` lines before the first section and `[A = n, B = m]` section headers set the
+    integer parameters (Alen, Plen, Nlen, Tlen); `Key` and `Nonce` may be given once for a
+    section (before its first `Count`) or per entry; `Result = Pass/Fail` marks decrypt
+    entries (DVPT).  Lengths are in bytes and empty strings are written `00`, so Adata and
+    Payload are cut to Alen / Plen.  Yields {"Alen": .., "Nlen": .., "Key": .., "Nonce": ..,
+    "Adata": .., "Payload": .., "CT": ct||tag, "Count": n, "FAIL": bool}.
+    """
+    params: dict[str, int] = {}
+    section: dict[str, bytes] = {}
+    entry: dict[str, Any] | None = None
+
+    def done(e: dict[str, Any]) -> dict[str, Any]:
+        e["Adata"] = e.get("Adata", b"")[: e["Alen"]]
+        e["Payload"] = e.get("Payload", b"")[: e["Plen"]]
+        assert len(e["Nonce"]) == e["Nlen"] and len(e["CT"]) == e["Plen"] + e["Tlen"], e
+        return e
+
+    for raw in lines:
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            if entry is not None:
+                yield done(entry)
+                entry = None
+            section = {}
+            for item in line[1:-1].split(","):
+                name, _, value = item.partition("=")
+                params[name.strip()] = int(value)
+            continue
+        name, sep, value = line.partition("=")
+        assert sep, f"unparsable .rsp line: {line!r}"
+        name, value = name.strip(), value.strip()
+        if name in ("Alen", "Plen", "Nlen", "Tlen"):  # file-wide, before any section
+            params[name] = int(value)
+        elif name == "Count":
+            if entry is not None:
+                yield done(entry)
+            entry = {**params, **section, "Count": int(value), "FAIL": False}
+        elif name == "Result":
+            assert entry is not None and value.split()[0] in ("Pass", "Fail"), line
+            entry["FAIL"] = value.startswith("Fail")
+        elif entry is None:
+            section[name] = _unhex(value)
+        else:
+            entry[name] = _unhex(value)
+    if entry is not None:
+        yield done(entry)
+
+
+def _nist_ccm_vectors() -> dict[str, list[dict[str, Any]]]:
+    """file name -> its entries with a key and tag length some CCM suite uses."""
+    out = {}
+    for filename in NIST_CCM_FILES:
+        with cryptography_vectors.open_vector_file(
+                os.path.join("ciphers", "AES", "CCM", filename), "r") as f:
+            out[filename] = [e for e in parse_ccm_rsp(f)
+                             if (len(e["Key"]), e["Tlen"]) in CCM_BY_KEY_AND_TAG_LEN]
+    return out
+
+
+def _nist_ccm_params() -> list[Any]:
+    if cryptography_vectors is None:
+        return _skipped(NO_VECTORS_PACKAGE)
+    params = []
+    for filename, entries in _nist_ccm_vectors().items():
+        for e in entries:
+            if e["Nlen"] == NONCE_LEN:
+                vid = (f"{filename[:-4]}-a{e['Alen']}-p{e['Plen']}-t{e['Tlen']}"
+                       f"-count{e['Count']}")
+                params.append(pytest.param(e, id=vid))
+    assert params, "no 96-bit-nonce CCM vectors found"
+    return params
+
+
+def _nist_ccm_other_nonce_params() -> list[Any]:
+    if cryptography_vectors is None:
+        return _skipped(NO_VECTORS_PACKAGE)
+    params = []
+    for filename, entries in _nist_ccm_vectors().items():
+        other = [e for e in entries if e["Nlen"] != NONCE_LEN]
+        fails = sum(e["FAIL"] for e in other)
+        params.append(pytest.param(other, id=f"{filename[:-4]}-{len(other)}vectors-{fails}fail"))
+    return params
+
+
+@pytest.mark.parametrize("vector", _nist_ccm_params())
+def test_nist_aes_ccm(backend: ModuleType, vector: dict[str, Any]) -> None:
+    cipher = CCM_BY_KEY_AND_TAG_LEN[len(vector["Key"]), vector["Tlen"]]
+    key, nonce, aad, ct = (vector[k] for k in ("Key", "Nonce", "Adata", "CT"))
+    if vector["FAIL"]:
+        assert backend.aead_decrypt(cipher, key, nonce, aad, ct) is None
+        return
+    pt = vector["Payload"]
+    assert backend.aead_encrypt(cipher, key, nonce, aad, pt) == ct
+    assert backend.aead_decrypt(cipher, key, nonce, aad, ct) == pt
+    forged = ct[:-1] + bytes([ct[-1] ^ 1])  # NIST has no 96-bit Fail entries: make one
+    assert backend.aead_decrypt(cipher, key, nonce, aad, forged) is None
+
+
+@pytest.mark.parametrize("vectors", _nist_ccm_other_nonce_params())
+def test_nist_aes_ccm_other_nonce_sizes(backend: ModuleType,
+                                        vectors: list[dict[str, Any]]) -> None:
+    """CCM is defined for 7..13-byte nonces; TLS uses 12 (RFC 6655), so the rest are refused,
+    the DVPT Fail entries among them: none of them reaches decryption."""
+    for e in vectors:
+        cipher = CCM_BY_KEY_AND_TAG_LEN[len(e["Key"]), e["Tlen"]]
+        with pytest.raises(ValueError):
+            backend.aead_encrypt(cipher, e["Key"], e["Nonce"], e["Adata"], e["Payload"])
+        with pytest.raises(ValueError):
+            backend.aead_decrypt(cipher, e["Key"], e["Nonce"], e["Adata"], e["CT"])
+
+
+def test_nist_ccm_files_parsed() -> None:
+    """The parser sees every entry of the files (counts as in their headers' sections)."""
+    if cryptography_vectors is None:
+        pytest.skip(NO_VECTORS_PACKAGE)
+    with cryptography_vectors.open_vector_file(
+            os.path.join("ciphers", "AES", "CCM", "DVPT128.rsp"), "r") as f:
+        dvpt = list(parse_ccm_rsp(f))
+    assert len(dvpt) == 240 and 0 < sum(e["FAIL"] for e in dvpt) < 240
+    assert {e["Tlen"] for e in dvpt} == {4, 16} and {e["Nlen"] for e in dvpt} == {7, 13}
+    twelve = [p.values[0] for p in _nist_ccm_params()]
+    assert len(twelve) == 20 and {len(e["Key"]) for e in twelve} == {16, 32}
 
 
 # ---------------------------------------------------------------------------------------
@@ -241,8 +386,9 @@ def _wycheproof(filename: str,
 
 def _wycheproof_aead(filename: str, cipher_for: Callable[[dict[str, Any]], BulkCipher | None],
                      nonce_ok: bool) -> list[Any]:
+    """`cipher_for(group)`: the cipher for its key and tag sizes, None if no suite has them."""
     def select(group: dict[str, Any], test: dict[str, Any]) -> bool:
-        if cipher_for(group) is None or group["tagSize"] != 128:
+        if cipher_for(group) is None:
             return False
         return (group["ivSize"] == 96) == nonce_ok
     params = _wycheproof(filename, select)
@@ -252,23 +398,33 @@ def _wycheproof_aead(filename: str, cipher_for: Callable[[dict[str, Any]], BulkC
 
 
 def _gcm_cipher(group: dict[str, Any]) -> BulkCipher | None:
+    if group["tagSize"] != 128:
+        return None
     return GCM_BY_KEY_LEN.get(group["keySize"] // 8)  # None for AES-192: no such suite
 
 
+def _ccm_cipher(group: dict[str, Any]) -> BulkCipher | None:
+    # 128-bit tags (CCM) or 64-bit ones (CCM_8); AES-192 and other tag sizes: no such suite.
+    return CCM_BY_KEY_AND_TAG_LEN.get((group["keySize"] // 8, group["tagSize"] // 8))
+
+
 def _chacha_cipher(group: dict[str, Any]) -> BulkCipher | None:
-    return BulkCipher.CHACHA20_POLY1305 if group["keySize"] == 256 else None
+    ok = group["keySize"] == 256 and group["tagSize"] == 128
+    return BulkCipher.CHACHA20_POLY1305 if ok else None
 
 
 WYCHEPROOF_AEAD = (_wycheproof_aead("aes_gcm_test.json", _gcm_cipher, True)
+                   + _wycheproof_aead("aes_ccm_test.json", _ccm_cipher, True)
                    + _wycheproof_aead("chacha20_poly1305_test.json", _chacha_cipher, True))
 WYCHEPROOF_AEAD_OTHER_NONCES = (
     _wycheproof_aead("aes_gcm_test.json", _gcm_cipher, False)
+    + _wycheproof_aead("aes_ccm_test.json", _ccm_cipher, False)
     + _wycheproof_aead("chacha20_poly1305_test.json", _chacha_cipher, False))
 
 
 @pytest.mark.parametrize("cipher, test", WYCHEPROOF_AEAD)
 def test_wycheproof_aead(backend: ModuleType, cipher: BulkCipher, test: dict[str, Any]) -> None:
-    """96-bit nonces, 128-bit tags.
+    """96-bit nonces, 128-bit tags (64-bit for CCM_8).
 
     valid: encryption gives ct || tag and it decrypts to msg.  invalid (here: modified
     tags; the invalid nonce sizes are in the test below): decryption returns None.
@@ -294,7 +450,7 @@ def test_wycheproof_aead(backend: ModuleType, cipher: BulkCipher, test: dict[str
 @pytest.mark.parametrize("cipher, test", WYCHEPROOF_AEAD_OTHER_NONCES)
 def test_wycheproof_aead_other_nonce_sizes(backend: ModuleType, cipher: BulkCipher,
                                            test: dict[str, Any]) -> None:
-    """Vectors with nonces other than 96 bits (valid for GCM or not) must be refused.
+    """Vectors with nonces other than 96 bits (valid for GCM or CCM or not) must be refused.
 
     These include the Wycheproof "invalid" vectors that are invalid only because of their
     nonce size (ZeroLengthIv, InvalidNonceSize): our API takes 12-byte nonces only.
@@ -388,7 +544,9 @@ def test_wycheproof_hmac(backend: ModuleType, mac: MacAlgorithm, group: dict[str
 # ---------------------------------------------------------------------------------------
 
 AEAD_KEY_LEN = {BulkCipher.AES_128_GCM: 16, BulkCipher.AES_256_GCM: 32,
-                BulkCipher.CHACHA20_POLY1305: 32}
+                BulkCipher.CHACHA20_POLY1305: 32,
+                BulkCipher.AES_128_CCM: 16, BulkCipher.AES_128_CCM_8: 16,
+                BulkCipher.AES_256_CCM: 32, BulkCipher.AES_256_CCM_8: 32}
 
 
 def _bad_key_cases() -> list[Any]:
@@ -417,6 +575,20 @@ def test_aead_wrong_nonce_length(backend: ModuleType, cipher: BulkCipher,
         backend.aead_encrypt(cipher, key, nonce, b"", b"data")
     with pytest.raises(ValueError):
         backend.aead_decrypt(cipher, key, nonce, b"", bytes(32))
+
+
+@pytest.mark.parametrize("cipher", [BulkCipher.AES_128_CCM, BulkCipher.AES_256_CCM_8],
+                         ids=lambda c: c.name)
+def test_aead_decrypt_needs_the_whole_tag(backend: ModuleType, cipher: BulkCipher) -> None:
+    """Shorter than the tag (16 bytes, 8 for CCM_8): a caller bug; exactly a tag: a forgery."""
+    key, nonce = bytes(AEAD_KEY_LEN[cipher]), bytes(NONCE_LEN)
+    tag_len = 8 if cipher.name.endswith("_8") else 16
+    for n in (0, tag_len - 1):
+        with pytest.raises(ValueError):
+            backend.aead_decrypt(cipher, key, nonce, b"", bytes(n))
+    assert backend.aead_decrypt(cipher, key, nonce, b"", bytes(tag_len)) is None
+    sealed = backend.aead_encrypt(cipher, key, nonce, b"aad", b"")
+    assert len(sealed) == tag_len and backend.aead_decrypt(cipher, key, nonce, b"aad", sealed) == b""
 
 
 @pytest.mark.parametrize("cipher, key_len", [
