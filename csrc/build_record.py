@@ -91,6 +91,8 @@ typedef struct {
     ...;
 } dtls_hmac_key;
 int dtls_hmac_init(dtls_hmac_key *k, int alg, const uint8_t *key, size_t key_len);
+int dtls_hmac_init_impl(dtls_hmac_key *k, int alg, const uint8_t *key, size_t key_len,
+                        int force_portable);
 void dtls_hmac2(const dtls_hmac_key *k, const uint8_t *a, size_t alen,
                 const uint8_t *b, size_t blen, uint8_t *out);
 void dtls_hmac_ct(const dtls_hmac_key *k, const uint8_t *head, size_t head_len,

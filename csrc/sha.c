@@ -7,6 +7,19 @@
 
 #include <string.h>
 
+/* SHA extensions (SHA-NI) for SHA-1 and SHA-256 on x86-64 with GCC or clang.  The functions
+   carry their own target attribute, so the file builds with default flags; they only run
+   after the CPU check in sha_ni_usable().  Elsewhere only the portable code exists. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define DTLS_HAVE_SHA_NI 1
+#include <immintrin.h>
+#if defined(__clang__) || !defined(__GNUC__) || __GNUC__ < 11
+#include <cpuid.h>   /* no __builtin_cpu_supports("sha") before GCC 11, nor in older clang */
+#endif
+#else
+#define DTLS_HAVE_SHA_NI 0
+#endif
+
 /* ---------- constant-time helpers ---------- */
 
 /* Hide a value from the optimiser so it cannot prove a mask is 0/1 and branch on it. */
@@ -247,6 +260,167 @@ static void sha512_compress(uint64_t h[8], const uint8_t *blk)
         h[i] += v[i];
 }
 
+/* ---------- SHA extensions (Intel SHA-NI, also on AMD Zen) ---------- */
+
+#if DTLS_HAVE_SHA_NI
+
+#define SHA_NI_TARGET __attribute__((target("sha,sse4.1")))
+
+/* Whether this CPU runs the code below: SHA, SSSE3 (pshufb, palignr), SSE4.1 (pextrd).
+   GCC's builtin reads what libgcc found at load time (cheap); the cpuid fallback costs a few
+   microseconds in a VM, so the result is kept per key, in dtls_hmac_key.impl. */
+static int sha_ni_usable(void)
+{
+#if !defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11
+    return __builtin_cpu_supports("sha") && __builtin_cpu_supports("ssse3")
+           && __builtin_cpu_supports("sse4.1");
+#else
+    unsigned a, b, c, d;
+
+    if (__get_cpuid_max(0, NULL) < 7)
+        return 0;
+    __cpuid(1, a, b, c, d);
+    if (!(c & (1u << 9)) || !(c & (1u << 19)))      /* SSSE3, SSE4.1 */
+        return 0;
+    __cpuid_count(7, 0, a, b, c, d);
+    return (b >> 29) & 1;                           /* SHA */
+#endif
+}
+
+/* SHA-256.  sha256rnds2 does two rounds on the state split as ABEF (a in the top dword) and
+   CDGH, taking W[t] + K[t] for the two rounds in the low two dwords of its third operand;
+   the new ABEF comes out and the old ABEF is the new CDGH, so two calls with the operands
+   swapped do four rounds and leave the registers as they started.  Message words are kept
+   four per register, W[4i] in the low dword (little-endian order after a per-dword byte
+   swap of the big-endian block). */
+
+/* Rounds 4i..4i+3 with message words m = W[4i..4i+3]. */
+#define SHA256_NI_ROUNDS(m, i) do {                                                   \
+        __m128i wk_ = _mm_add_epi32((m), _mm_loadu_si128((const __m128i *)(K256 + 4 * (i)))); \
+        cdgh = _mm_sha256rnds2_epu32(cdgh, abef, wk_);                                \
+        abef = _mm_sha256rnds2_epu32(abef, cdgh, _mm_shuffle_epi32(wk_, 0x0e));       \
+    } while (0)
+
+/* a = W[t-16..t-13], b = W[t-12..], c = W[t-8..], d = W[t-4..t-1]  ->  a = W[t..t+3]:
+   msg1 adds sigma0(W[t-15..t-12]) to a, palignr gives W[t-7..t-4], msg2 adds
+   sigma1(W[t-2..t+1]) (its last two from its own first results). */
+#define SHA256_NI_SCHED(a, b, c, d)                                                   \
+    ((a) = _mm_sha256msg2_epu32(_mm_add_epi32(_mm_sha256msg1_epu32((a), (b)),         \
+                                              _mm_alignr_epi8((d), (c), 4)), (d)))
+
+SHA_NI_TARGET
+static void sha256_ni_blocks(uint64_t st[8], const uint8_t *p, size_t nblk)
+{
+    /* pshufb mask: reverse the bytes of each dword */
+    const __m128i bswap32 = _mm_set_epi64x(0x0c0d0e0f08090a0bLL, 0x0405060700010203LL);
+    __m128i abef = _mm_set_epi32((int)st[0], (int)st[1], (int)st[4], (int)st[5]);
+    __m128i cdgh = _mm_set_epi32((int)st[2], (int)st[3], (int)st[6], (int)st[7]);
+    unsigned i;
+
+    for (; nblk > 0; nblk--, p += 64) {
+        const __m128i abef0 = abef, cdgh0 = cdgh;
+        __m128i m0 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)p), bswap32);
+        __m128i m1 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16)), bswap32);
+        __m128i m2 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 32)), bswap32);
+        __m128i m3 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 48)), bswap32);
+
+        SHA256_NI_ROUNDS(m0, 0);
+        SHA256_NI_ROUNDS(m1, 1);
+        SHA256_NI_ROUNDS(m2, 2);
+        SHA256_NI_ROUNDS(m3, 3);
+        for (i = 4; i < 16; i += 4) {
+            SHA256_NI_SCHED(m0, m1, m2, m3);
+            SHA256_NI_ROUNDS(m0, i);
+            SHA256_NI_SCHED(m1, m2, m3, m0);
+            SHA256_NI_ROUNDS(m1, i + 1);
+            SHA256_NI_SCHED(m2, m3, m0, m1);
+            SHA256_NI_ROUNDS(m2, i + 2);
+            SHA256_NI_SCHED(m3, m0, m1, m2);
+            SHA256_NI_ROUNDS(m3, i + 3);
+        }
+        abef = _mm_add_epi32(abef, abef0);
+        cdgh = _mm_add_epi32(cdgh, cdgh0);
+    }
+    st[0] = (uint32_t)_mm_extract_epi32(abef, 3);
+    st[1] = (uint32_t)_mm_extract_epi32(abef, 2);
+    st[4] = (uint32_t)_mm_extract_epi32(abef, 1);
+    st[5] = (uint32_t)_mm_extract_epi32(abef, 0);
+    st[2] = (uint32_t)_mm_extract_epi32(cdgh, 3);
+    st[3] = (uint32_t)_mm_extract_epi32(cdgh, 2);
+    st[6] = (uint32_t)_mm_extract_epi32(cdgh, 1);
+    st[7] = (uint32_t)_mm_extract_epi32(cdgh, 0);
+}
+
+/* SHA-1.  sha1rnds4 does four rounds on ABCD (a in the top dword) with the round function
+   and constant picked by its immediate (0..3 for rounds 0-19, 20-39, 40-59, 60-79), taking
+   W[t] + E, W[t+1], W[t+2], W[t+3] from the top dword down.  The E of the next four rounds
+   is rol30 of the A from before the previous four; sha1nexte adds that to the top word of
+   the next message register.  Message words are kept four per register, W[4i] on top (a
+   byte reversal of the big-endian 16 bytes). */
+
+/* Four rounds with message words m; prev holds ABCD from before the previous four. */
+#define SHA1_NI_ROUNDS(m, f) do {                                                     \
+        __m128i wk_ = _mm_sha1nexte_epu32(prev, (m));                                 \
+        prev = abcd;                                                                  \
+        abcd = _mm_sha1rnds4_epu32(abcd, wk_, (f));                                   \
+    } while (0)
+
+/* a = W[t-16..t-13], b = W[t-12..], c = W[t-8..], d = W[t-4..t-1]  ->  a = W[t..t+3]:
+   msg1 xors W[t-14..t-11] into a, then W[t-8..t-5], and msg2 xors W[t-3..t], rotates by 1. */
+#define SHA1_NI_SCHED(a, b, c, d)                                                     \
+    ((a) = _mm_sha1msg2_epu32(_mm_xor_si128(_mm_sha1msg1_epu32((a), (b)), (c)), (d)))
+
+SHA_NI_TARGET
+static void sha1_ni_blocks(uint64_t st[8], const uint8_t *p, size_t nblk)
+{
+    /* pshufb mask: reverse all 16 bytes */
+    const __m128i bswap128 = _mm_set_epi64x(0x0001020304050607LL, 0x08090a0b0c0d0e0fLL);
+    __m128i abcd = _mm_set_epi32((int)st[0], (int)st[1], (int)st[2], (int)st[3]);
+    __m128i e = _mm_set_epi32((int)st[4], 0, 0, 0);   /* E in the top dword, rest 0 */
+
+    for (; nblk > 0; nblk--, p += 64) {
+        const __m128i abcd0 = abcd, e0 = e;
+        __m128i prev;
+        __m128i m0 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)p), bswap128);
+        __m128i m1 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16)), bswap128);
+        __m128i m2 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 32)), bswap128);
+        __m128i m3 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 48)), bswap128);
+
+        /* rounds 0-3 take E from the state itself */
+        prev = abcd;
+        abcd = _mm_sha1rnds4_epu32(abcd, _mm_add_epi32(e, m0), 0);
+        SHA1_NI_ROUNDS(m1, 0);                                /* rounds 4-7 */
+        SHA1_NI_ROUNDS(m2, 0);
+        SHA1_NI_ROUNDS(m3, 0);
+        SHA1_NI_SCHED(m0, m1, m2, m3); SHA1_NI_ROUNDS(m0, 0); /* rounds 16-19 */
+        SHA1_NI_SCHED(m1, m2, m3, m0); SHA1_NI_ROUNDS(m1, 1); /* rounds 20-23 */
+        SHA1_NI_SCHED(m2, m3, m0, m1); SHA1_NI_ROUNDS(m2, 1);
+        SHA1_NI_SCHED(m3, m0, m1, m2); SHA1_NI_ROUNDS(m3, 1);
+        SHA1_NI_SCHED(m0, m1, m2, m3); SHA1_NI_ROUNDS(m0, 1);
+        SHA1_NI_SCHED(m1, m2, m3, m0); SHA1_NI_ROUNDS(m1, 1);
+        SHA1_NI_SCHED(m2, m3, m0, m1); SHA1_NI_ROUNDS(m2, 2); /* rounds 40-43 */
+        SHA1_NI_SCHED(m3, m0, m1, m2); SHA1_NI_ROUNDS(m3, 2);
+        SHA1_NI_SCHED(m0, m1, m2, m3); SHA1_NI_ROUNDS(m0, 2);
+        SHA1_NI_SCHED(m1, m2, m3, m0); SHA1_NI_ROUNDS(m1, 2);
+        SHA1_NI_SCHED(m2, m3, m0, m1); SHA1_NI_ROUNDS(m2, 2);
+        SHA1_NI_SCHED(m3, m0, m1, m2); SHA1_NI_ROUNDS(m3, 3); /* rounds 60-63 */
+        SHA1_NI_SCHED(m0, m1, m2, m3); SHA1_NI_ROUNDS(m0, 3);
+        SHA1_NI_SCHED(m1, m2, m3, m0); SHA1_NI_ROUNDS(m1, 3);
+        SHA1_NI_SCHED(m2, m3, m0, m1); SHA1_NI_ROUNDS(m2, 3);
+        SHA1_NI_SCHED(m3, m0, m1, m2); SHA1_NI_ROUNDS(m3, 3); /* rounds 76-79 */
+        /* E after round 79 is rol30(A before round 76), which prev holds */
+        e = _mm_sha1nexte_epu32(prev, e0);
+        abcd = _mm_add_epi32(abcd, abcd0);
+    }
+    st[0] = (uint32_t)_mm_extract_epi32(abcd, 3);
+    st[1] = (uint32_t)_mm_extract_epi32(abcd, 2);
+    st[2] = (uint32_t)_mm_extract_epi32(abcd, 1);
+    st[3] = (uint32_t)_mm_extract_epi32(abcd, 0);
+    st[4] = (uint32_t)_mm_extract_epi32(e, 3);
+}
+
+#endif /* DTLS_HAVE_SHA_NI */
+
 /* ---------- per-algorithm glue ---------- */
 
 static const uint32_t IV_SHA1[5] = {
@@ -303,25 +477,45 @@ static void set_iv(int alg, uint64_t st[8])
     }
 }
 
-/* One state type for all three hashes keeps the HMAC code generic; the 32-bit hashes
-   keep their words in the low halves. */
-static void compress(int alg, uint64_t st[8], const uint8_t *blk)
+/* Compress nblk consecutive blocks at p into st with the key's implementation.  One state
+   type for all three hashes keeps the HMAC code generic; the 32-bit hashes keep their words
+   in the low halves.  impl is public (it says which CPU instructions exist). */
+static void compress_blocks(int alg, int impl, uint64_t st[8], const uint8_t *p, size_t nblk)
 {
     uint32_t h[8];
     unsigned i;
 
     if (alg == DTLS_MAC_SHA384) {
-        sha512_compress(st, blk);
+        for (; nblk > 0; nblk--, p += 128)
+            sha512_compress(st, p);
         return;
     }
+#if DTLS_HAVE_SHA_NI
+    if (impl == DTLS_SHA_NI) {
+        if (alg == DTLS_MAC_SHA1)
+            sha1_ni_blocks(st, p, nblk);
+        else
+            sha256_ni_blocks(st, p, nblk);
+        return;
+    }
+#else
+    (void)impl;
+#endif
     for (i = 0; i < 8; i++)
         h[i] = (uint32_t)st[i];
-    if (alg == DTLS_MAC_SHA1)
-        sha1_compress(h, blk);
-    else
-        sha256_compress(h, blk);
+    for (; nblk > 0; nblk--, p += 64) {
+        if (alg == DTLS_MAC_SHA1)
+            sha1_compress(h, p);
+        else
+            sha256_compress(h, p);
+    }
     for (i = 0; i < 8; i++)
         st[i] = h[i];
+}
+
+static void compress(int alg, int impl, uint64_t st[8], const uint8_t *blk)
+{
+    compress_blocks(alg, impl, st, blk, 1);
 }
 
 static void write_digest(int alg, const uint64_t st[8], uint8_t *out)
@@ -348,14 +542,16 @@ typedef struct {
     size_t block_len;
     size_t len_field;
     int alg;
+    int impl;         /* DTLS_SHA_* */
 } hash_ctx;
 
 /* Start from st (or the IV if NULL) with `done` bytes already compressed. */
-static void hc_start(hash_ctx *c, int alg, const uint64_t *st, uint64_t done)
+static void hc_start(hash_ctx *c, int alg, int impl, const uint64_t *st, uint64_t done)
 {
     size_t out_len;
 
     c->alg = alg;
+    c->impl = impl;
     alg_params(alg, &c->block_len, &out_len, &c->len_field);
     if (st)
         memcpy(c->st, st, sizeof c->st);
@@ -381,13 +577,14 @@ static void hc_update(hash_ctx *c, const uint8_t *p, size_t n)
         n -= take;
         if (c->fill < c->block_len)
             return;
-        compress(c->alg, c->st, c->buf);
+        compress(c->alg, c->impl, c->st, c->buf);
         c->fill = 0;
     }
-    while (n >= c->block_len) {
-        compress(c->alg, c->st, p);
-        p += c->block_len;
-        n -= c->block_len;
+    if (n >= c->block_len) {
+        size_t nblk = n / c->block_len;   /* public lengths only */
+        compress_blocks(c->alg, c->impl, c->st, p, nblk);
+        p += nblk * c->block_len;
+        n -= nblk * c->block_len;
     }
     if (n > 0) {
         memcpy(c->buf, p, n);
@@ -402,20 +599,21 @@ static void hc_final(hash_ctx *c, uint8_t *out)
     c->buf[c->fill++] = 0x80;
     if (c->fill > bl - c->len_field) {
         memset(c->buf + c->fill, 0, bl - c->fill);
-        compress(c->alg, c->st, c->buf);
+        compress(c->alg, c->impl, c->st, c->buf);
         c->fill = 0;
     }
     memset(c->buf + c->fill, 0, bl - c->fill);
     if (c->len_field == 16)
         store64(c->buf + bl - 16, c->total >> 61);
     store64(c->buf + bl - 8, c->total << 3);
-    compress(c->alg, c->st, c->buf);
+    compress(c->alg, c->impl, c->st, c->buf);
     write_digest(c->alg, c->st, out);
 }
 
 /* ---------- HMAC ---------- */
 
-int dtls_hmac_init(dtls_hmac_key *k, int alg, const uint8_t *key, size_t key_len)
+int dtls_hmac_init_impl(dtls_hmac_key *k, int alg, const uint8_t *key, size_t key_len,
+                        int force_portable)
 {
     uint8_t kb[DTLS_MAC_MAX_BLOCK], blk[DTLS_MAC_MAX_BLOCK];
     size_t bl, out_len, len_field, i;
@@ -428,10 +626,17 @@ int dtls_hmac_init(dtls_hmac_key *k, int alg, const uint8_t *key, size_t key_len
     k->alg = alg;
     k->block_len = (uint32_t)bl;
     k->out_len = (uint32_t)out_len;
+    k->impl = DTLS_SHA_PORTABLE;
+#if DTLS_HAVE_SHA_NI
+    if (!force_portable && alg != DTLS_MAC_SHA384 && sha_ni_usable())
+        k->impl = DTLS_SHA_NI;
+#else
+    (void)force_portable;
+#endif
 
     memset(kb, 0, sizeof kb);
     if (key_len > bl) {
-        hc_start(&c, alg, NULL, 0);
+        hc_start(&c, alg, k->impl, NULL, 0);
         hc_update(&c, key, key_len);
         hc_final(&c, kb);
         wipe(&c, sizeof c);
@@ -442,15 +647,20 @@ int dtls_hmac_init(dtls_hmac_key *k, int alg, const uint8_t *key, size_t key_len
     for (i = 0; i < bl; i++)
         blk[i] = (uint8_t)(kb[i] ^ 0x36);
     set_iv(alg, k->inner);
-    compress(alg, k->inner, blk);
+    compress(alg, k->impl, k->inner, blk);
     for (i = 0; i < bl; i++)
         blk[i] = (uint8_t)(kb[i] ^ 0x5c);
     set_iv(alg, k->outer);
-    compress(alg, k->outer, blk);
+    compress(alg, k->impl, k->outer, blk);
 
     wipe(kb, sizeof kb);
     wipe(blk, sizeof blk);
-    return 0;
+    return k->impl;
+}
+
+int dtls_hmac_init(dtls_hmac_key *k, int alg, const uint8_t *key, size_t key_len)
+{
+    return dtls_hmac_init_impl(k, alg, key, key_len, 0) < 0 ? -1 : 0;
 }
 
 /* Outer hash: H(key^opad || inner_digest), starting from the precomputed state. */
@@ -458,7 +668,7 @@ static void hmac_outer(const dtls_hmac_key *k, const uint8_t *inner_digest, uint
 {
     hash_ctx c;
 
-    hc_start(&c, k->alg, k->outer, k->block_len);
+    hc_start(&c, k->alg, k->impl, k->outer, k->block_len);
     hc_update(&c, inner_digest, k->out_len);
     hc_final(&c, out);
 }
@@ -469,7 +679,7 @@ void dtls_hmac2(const dtls_hmac_key *k, const uint8_t *a, size_t alen,
     uint8_t ih[DTLS_MAC_MAX_LEN];
     hash_ctx c;
 
-    hc_start(&c, k->alg, k->inner, k->block_len);
+    hc_start(&c, k->alg, k->impl, k->inner, k->block_len);
     hc_update(&c, a, alen);
     hc_update(&c, b, blen);
     hc_final(&c, ih);
@@ -510,16 +720,15 @@ void dtls_hmac_ct(const dtls_hmac_key *k, const uint8_t *head, size_t head_len,
     last = (head_len + max_body_len + (size_t)len_field) / bl;
 
     memcpy(st, k->inner, sizeof st);
-    for (j = 0; j < first_masked; j++) {
-        size_t pos = j * bl;
-        if (pos >= head_len) {
-            compress(k->alg, st, body + (pos - head_len));
-        } else {
-            for (i = 0; i < bl; i++)
-                blk[i] = msg_byte(head, head_len, body, max_body_len, pos + i);
-            compress(k->alg, st, blk);
-        }
+    /* Blocks overlapping the head are copied out; the pure-body ones after them are hashed
+       in place, in one call. */
+    for (j = 0; j < first_masked && j * bl < head_len; j++) {
+        for (i = 0; i < bl; i++)
+            blk[i] = msg_byte(head, head_len, body, max_body_len, j * bl + i);
+        compress(k->alg, k->impl, st, blk);
     }
+    if (j < first_masked)
+        compress_blocks(k->alg, k->impl, st, body + (j * bl - head_len), first_masked - j);
 
     /* Every remaining block is built with masks and compressed; only the state after the
        real final block is kept. */
@@ -536,7 +745,7 @@ void dtls_hmac_ct(const dtls_hmac_key *k, const uint8_t *head, size_t head_len,
                 v |= (bitlen >> (8 * (bl - 1 - i))) & 0xff & is_final;
             blk[i] = (uint8_t)v;
         }
-        compress(k->alg, st, blk);
+        compress(k->alg, k->impl, st, blk);
         for (w = 0; w < 8; w++)
             res[w] |= st[w] & is_final;
     }

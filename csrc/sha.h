@@ -12,17 +12,30 @@
 #define DTLS_MAC_MAX_LEN 48
 #define DTLS_MAC_MAX_BLOCK 128
 
+/* Compression-function implementation a key uses (dtls_hmac_key.impl). */
+#define DTLS_SHA_PORTABLE 0   /* plain C, every CPU; always used for SHA-384 */
+#define DTLS_SHA_NI       1   /* x86-64 SHA extensions (SHA-1, SHA-256) */
+
 typedef struct {
     int alg;              /* DTLS_MAC_* */
     uint32_t block_len;   /* 64 or 128 */
     uint32_t out_len;     /* 20, 32 or 48 */
     uint64_t inner[8];    /* hash state after compressing key^ipad (32-bit algs: low 32 bits) */
     uint64_t outer[8];    /* hash state after compressing key^opad */
+    int impl;             /* DTLS_SHA_*, chosen by dtls_hmac_init from the CPU's features;
+                             DTLS_SHA_PORTABLE (0) in a zeroed struct is valid everywhere */
 } dtls_hmac_key;
 
 /* Precompute HMAC key states (RFC 2104); keys longer than the block are hashed first.
    Returns 0, or -1 for an unknown alg. */
 int dtls_hmac_init(dtls_hmac_key *k, int alg, const uint8_t *key, size_t key_len);
+
+/* dtls_hmac_init, optionally forcing the portable compression (tests, valgrind).  Without
+   force_portable, SHA-1 and SHA-256 use the SHA extensions when the CPU has them (checked
+   here, once per key; nothing global is cached).  Returns -1 for an unknown alg, else the
+   implementation the key will use: DTLS_SHA_PORTABLE or DTLS_SHA_NI. */
+int dtls_hmac_init_impl(dtls_hmac_key *k, int alg, const uint8_t *key, size_t key_len,
+                        int force_portable);
 
 /* out = HMAC(k, a[0..alen) || b[0..blen)); either part may be empty (pointer may be NULL if len 0). */
 void dtls_hmac2(const dtls_hmac_key *k, const uint8_t *a, size_t alen,

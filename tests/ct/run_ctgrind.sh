@@ -12,6 +12,8 @@
 # `if (good != 0)` in dtls_mte_verify (the mask -> return value conversion the API permits);
 # the compiler may also emit it as a cmov, giving no report.  Anything else fails: a report
 # elsewhere, a wrong result, or the marking self-test not being detected.
+# Only the portable SHA-1/SHA-256 compression is checked: valgrind cannot execute the SHA
+# extensions (SIGILL), so ctgrind_mte.c forces the portable path (see its top comment).
 #
 # Reading the output: per level one line "ok" or "FAIL".  On FAIL the valgrind log is printed;
 # each report names the kind ("Conditional jump or move depends on uninitialised value(s)" = a
