@@ -1,0 +1,1065 @@
+"""A sans-IO DTLS 1.2 connection: handshake state machine, flights, timers, records.
+
+Like aioquic's `QuicConnection` and h11's `Connection`, this object never touches a socket
+or a clock.  The application feeds it
+
+    connect(now)                        client: start the handshake
+    receive_datagram(data, addr, now)   every datagram from the peer
+    handle_timer(now)                   when `get_timer()` says so
+    send(data) / close()                application data / orderly shutdown
+
+and drains `datagrams_to_send(now)` (a list of (datagram, address)) and `next_event()`
+(dataclasses from dtls.events) after each call.
+
+Scope so far: full DTLS 1.2 handshakes (RFC 6347 4.2, RFC 5246 7) with ECDHE_ECDSA
+(P-256, P-384 or Ed25519 certificates), ECDHE_RSA (PSS or PKCS#1 signatures), PSK
+(RFC 4279) and ECDHE_PSK (RFC 5489) suites, AES-GCM, ChaCha20-Poly1305 or AES-CBC
+(MAC-then-encrypt or RFC 7366 encrypt-then-MAC), over x25519, secp256r1 or secp384r1; the
+extended master secret (RFC 7627, required by default); the server's stateless
+HelloVerifyRequest cookie (RFC 6347 4.2.1); client certificates (ECDSA, RSA) on request;
+ALPN (RFC 7301); RFC 5705 exporter and an NSS key log.  Not yet: session resumption and
+tickets, DTLS 1.0, renegotiation (refused with a warning).
+
+How it is organised:
+
+* Handshake messages go through `HandshakeReassembler` (dtls.fragments) and then a
+  transition table `{(HandshakeState, HandshakeType): handler}` (`_TRANSITIONS`, h11
+  style); a pair missing from the table is unexpected_message (RFC 5246 7.2.2).  Every
+  state change (handshake and flight) goes through `_set_state`, which logs it.
+* A server in SERVER_WAIT_CLIENT_HELLO keeps no per-client state: ClientHellos are read
+  straight from the record (unfragmented only, as OpenSSL's DTLSv1_listen) and answered
+  with a HelloVerifyRequest until one carries a valid cookie; only then does the
+  association (reassembler, transcript, peer address) exist.
+* Flights (dtls.flight) are resent whole on timeout and when the peer resends its
+  previous flight (RFC 6347 4.2.4); HelloVerifyRequest and alerts are never resent.
+* Records of an epoch whose keys we do not have yet are held (bounded) and replayed
+  once the keys exist (RFC 6347 4.1: reordering across the ChangeCipherSpec).
+* Invalid records are dropped silently and counted in `stats` (RFC 6347 4.1.2.7); a
+  protocol failure is an `AlertError`, turned into a fatal alert and a
+  `ConnectionTerminated` event by `_fail`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter, deque
+from collections.abc import Callable
+from enum import Enum
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from .alerts import (
+    AlertDescription,
+    AlertError,
+    AlertLevel,
+    DecodeError,
+    HandshakeFailure,
+    IllegalParameter,
+    ProtocolVersionError,
+    UnexpectedMessage,
+)
+from .buffer import decode
+from .config import ClientAuth, DtlsConfiguration
+from .events import ApplicationData, ConnectionTerminated, Event, HandshakeCompleted
+from .extensions import NamedGroup
+from .flight import Flight, FlightEntry, FlightState, RecordHint, RetransmitTimer
+from .fragments import (
+    DropReason,
+    FragmentStatus,
+    HandshakeReassembler,
+    pack_flight,
+    parse_fragments,
+)
+from .fragments import HandshakeMessage as WireMessage
+from .keys import (
+    EcdheKeyPair,
+    HandshakeTranscript,
+    KeyMaterial,
+    PrfAlgorithm,
+    SecretBytes,
+    check_verify_data,
+    derive_key_material,
+    ecdhe_psk_premaster_secret,
+    export_keying_material,
+    extended_master_secret,
+    keylog_line,
+    master_secret,
+    psk_premaster_secret,
+    verify_data,
+)
+from .messages import (
+    Certificate,
+    CertificateRequest,
+    CertificateVerify,
+    ClientHello,
+    ClientKeyExchange,
+    ClientKeyExchangeECDHE,
+    ClientKeyExchangeECDHEPSK,
+    ClientKeyExchangePSK,
+    Finished,
+    HandshakeType,
+    HelloVerifyRequest,
+    KeyExchangeAlgorithm,
+    ServerECDHParams,
+    ServerHello,
+    ServerHelloDone,
+    ServerKeyExchange,
+    ServerKeyExchangeECDHE,
+    ServerKeyExchangeECDHEPSK,
+    ServerKeyExchangePSK,
+    decode_handshake,
+    encode_handshake,
+    pull_alert,
+)
+from .messages import HandshakeMessage as DecodedMessage
+from .negotiation import (
+    build_client_hello,
+    can_answer,
+    certificate_request,
+    check_server_hello,
+    ecdh_params_bytes,
+    negotiate,
+)
+from .protection import BLOCK_LEN, NULL_PROTECTION
+from .record import CipherState, split_records
+from .recordbase import DTLS1_0, DTLS1_2, MAX_PLAINTEXT, ContentType, OpenStatus, RecordHeader
+from .signatures import (
+    TRANSCRIPT_SCHEMES,
+    KeyKind,
+    Scheme,
+    key_kind,
+    scheme_for,
+    sign,
+)
+from .signatures import verify as verify_signature
+from .suites import Authentication, CipherSuiteInfo, KeyExchange
+from .verify import CertificateVerifier, load_leaf
+
+__all__ = ["Connection", "ConnectionStateError", "HandshakeState"]
+
+logger = logging.getLogger("dtls.connection")
+
+Address = Any
+"""Whatever the caller uses for peer addresses ((host, port) for UDP); compared by ==."""
+
+_CCS = RecordHint(0, ContentType.CHANGE_CIPHER_SPEC)
+_EPOCH0 = RecordHint(0, ContentType.HANDSHAKE)
+_EPOCH1 = RecordHint(1, ContentType.HANDSHAKE)
+_CHANGE_CIPHER_SPEC = b"\x01"  # RFC 5246 7.1
+
+MAX_QUEUED_DATAGRAMS = 256
+MAX_HELLO_VERIFY_REQUESTS = 3
+MAX_NEW_EPOCH_FAILURES = 3
+_KEY_EXCHANGE = {KeyExchange.ECDHE: KeyExchangeAlgorithm.ECDHE,
+                 KeyExchange.PSK: KeyExchangeAlgorithm.PSK,
+                 KeyExchange.ECDHE_PSK: KeyExchangeAlgorithm.ECDHE_PSK}
+_POISONING_DROPS = frozenset({DropReason.INCONSISTENT_HEADER, DropReason.OVERLAP_MISMATCH})
+
+
+class ConnectionStateError(Exception):
+    """An API call that the connection's state does not allow (a caller bug)."""
+
+
+class HandshakeState(Enum):
+    CLIENT_START = "client_start"
+    WAIT_SERVER_HELLO = "wait_server_hello"  # HelloVerifyRequest or ServerHello
+    WAIT_SERVER_HELLO_AFTER_COOKIE = "wait_server_hello_after_cookie"
+    WAIT_SERVER_CERTIFICATE = "wait_server_certificate"
+    WAIT_SERVER_KEY_EXCHANGE = "wait_server_key_exchange"
+    WAIT_SERVER_HELLO_DONE = "wait_server_hello_done"  # or CertificateRequest first
+    WAIT_SERVER_HELLO_DONE_AFTER_REQUEST = "wait_server_hello_done_after_request"
+    WAIT_SERVER_FINISHED = "wait_server_finished"
+    SERVER_WAIT_CLIENT_HELLO = "server_wait_client_hello"
+    WAIT_CLIENT_CERTIFICATE = "wait_client_certificate"
+    WAIT_CLIENT_KEY_EXCHANGE = "wait_client_key_exchange"
+    WAIT_CLIENT_CERTIFICATE_VERIFY = "wait_client_certificate_verify"
+    WAIT_CLIENT_FINISHED = "wait_client_finished"
+    ESTABLISHED = "established"
+    CLOSED = "closed"
+
+
+Handler = Callable[["Connection", Any, WireMessage, float], None]
+
+
+def _type_name(msg_type: int) -> str:
+    try:
+        return HandshakeType(msg_type).name
+    except ValueError:
+        return f"handshake type {msg_type}"
+
+
+class Connection:
+    """One DTLS 1.2 association with one peer, client or server (`configuration.is_client`).
+
+    A server connection starts as a stateless listener: it answers a HelloVerifyRequest
+    to every address that sends a ClientHello without a valid cookie, remembering nothing,
+    and binds to the first address whose ClientHello carries one (`peer_address` is then
+    set).  A many-peer front-end can therefore feed datagrams from unknown addresses to
+    one listener and, once it binds, file it under that address and start a new one:
+    no per-client state exists before the cookie (RFC 6347 4.2.1).
+    """
+
+    def __init__(self, configuration: DtlsConfiguration, *,
+                 peer_address: Address | None = None) -> None:
+        configuration.validate()
+        self.configuration = configuration
+        self.is_client = configuration.is_client
+        self._verifier: CertificateVerifier | None = configuration.build_verifier()
+        self._peer_address = peer_address
+        self._state = (HandshakeState.CLIENT_START if self.is_client
+                       else HandshakeState.SERVER_WAIT_CLIENT_HELLO)
+        self.stats: Counter[str] = Counter()
+        """Dropped records and other silent events, by reason (RFC 6347 4.1.2.7)."""
+
+        # Record layer: one CipherState per (epoch, direction).  Epoch 0 is read without a
+        # replay window: nothing authenticates it, so the window would protect nothing,
+        # while one forged record with a huge sequence number would make every genuine
+        # handshake record "too old".  Duplicates are the reassembler's to recognise.
+        self._read_states: dict[int, CipherState] = {
+            0: CipherState(NULL_PROTECTION, epoch=0, version=DTLS1_2, window=0)}
+        self._write_states: dict[int, CipherState] = {
+            0: CipherState(NULL_PROTECTION, epoch=0, version=DTLS1_2)}
+        self._write_epoch = 0
+        self._peer_epoch = 0  # highest epoch of any authenticated record received
+        self._new_epoch_failures = 0
+        self._deferred: list[tuple[RecordHeader, bytes]] = []
+
+        # Handshake.
+        self._reassembler = HandshakeReassembler()
+        self._reassembly_poisoned = False
+        self._send_message_seq = 0
+        self._transcript = HandshakeTranscript()
+        self._client_hello: ClientHello | None = None
+        self._client_hello_wire: WireMessage | None = None
+        self._client_random = b""
+        self._server_random = b""
+        self._suite: CipherSuiteInfo | None = None
+        self._group: NamedGroup | None = None
+        self._key_pair: EcdheKeyPair | None = None
+        self._peer_ecdh_public = b""
+        self._extended_master_secret = False
+        self._alpn_protocol: bytes | None = None
+        self._psk_identity: bytes | None = None
+        self._hello_verify_requests = 0
+        self._encrypt_then_mac = False
+        self._master_secret: SecretBytes | None = None
+        self._peer_chain: tuple[bytes, ...] = ()
+        self._peer_certificate: x509.Certificate | None = None
+        self._certificate_request: CertificateRequest | None = None
+
+        # Flights and timers.
+        self._flight: Flight | None = None
+        self._flight_state = FlightState.PREPARING
+        self._final_flight = False  # our last flight ends the handshake: answer resends
+        self._retransmit_requested = False
+        self._timer = RetransmitTimer(configuration.initial_retransmit_timeout,
+                                      configuration.max_retransmit_timeout)
+        self._handshake_deadline: float | None = None
+
+        self._datagrams: list[tuple[bytes, Address]] = []
+        self._events: deque[Event] = deque()
+
+    def __repr__(self) -> str:
+        role = "client" if self.is_client else "server"
+        return f"<Connection {role} {self._state.value}>"
+
+    # -- public API ----------------------------------------------------------------------
+
+    @property
+    def state(self) -> HandshakeState:
+        return self._state
+
+    @property
+    def _closed(self) -> bool:
+        # A method, not an inline comparison: handlers called in a loop may close us.
+        return self._state is HandshakeState.CLOSED
+
+    @property
+    def peer_address(self) -> Address | None:
+        return self._peer_address
+
+    def connect(self, now: float) -> None:
+        """Client: send the first ClientHello (flight 1, RFC 6347 4.2.4)."""
+        if not self.is_client or self._state is not HandshakeState.CLIENT_START:
+            raise ConnectionStateError("connect() is for a client that has not started")
+        self._handshake_deadline = now + self.configuration.handshake_timeout
+        self._client_random = os.urandom(32)
+        self._client_hello = self._build_client_hello()
+        self._send_client_hello(now)
+        self._set_state(HandshakeState.WAIT_SERVER_HELLO)
+
+    def receive_datagram(self, data: bytes | bytearray | memoryview, addr: Address,
+                         now: float) -> None:
+        """Process one datagram: any number of records (RFC 6347 4.1)."""
+        if self._closed:
+            self.stats["after_close"] += 1
+            return
+        if self._peer_address is not None and addr != self._peer_address:
+            self.stats["wrong_address"] += 1
+            return
+        self._retransmit_requested = False
+        view = memoryview(bytes(data))
+        headers, trailing = split_records(view)
+        if trailing:
+            self.stats["malformed_trailing_bytes"] += 1
+        try:
+            for header in headers:
+                self._receive_record(header, view[header.offset:header.end], addr, now)
+                self._replay_deferred(addr, now)
+                if self._closed:
+                    return
+            if self._retransmit_requested:
+                self._retransmit_requested = False
+                self._resend_on_peer_retransmission(now)
+        except AlertError as exc:
+            self._fail(exc)
+
+    def handle_timer(self, now: float) -> None:
+        """Call when `get_timer()` has passed: resend the flight or give up."""
+        if self._closed:
+            return
+        if self._handshake_deadline is not None and now >= self._handshake_deadline:
+            self._terminate(None, "handshake did not complete within "
+                            f"{self.configuration.handshake_timeout:g} s", by_peer=False)
+            return
+        if self._timer.expired(now) and self._flight is not None \
+                and self._flight_state is FlightState.WAITING:
+            self._flight.retransmissions += 1
+            self.stats["retransmit_timeout"] += 1
+            if self._reassembly_poisoned:
+                self._reset_reassembly()
+            logger.debug("%r: timer expired, resending flight (%d)", self,
+                         self._flight.retransmissions)
+            self._transmit_flight()
+            self._timer.back_off(now)
+
+    def get_timer(self) -> float | None:
+        """The time at which `handle_timer` must be called, or None."""
+        if self._closed:
+            return None
+        times = [t for t in (self._timer.deadline, self._handshake_deadline) if t is not None]
+        return min(times) if times else None
+
+    def send(self, data: bytes) -> None:
+        """Queue one application_data record (one datagram).  Only once established."""
+        if self._state is not HandshakeState.ESTABLISHED:
+            raise ConnectionStateError(f"cannot send application data in state {self._state.value}")
+        if len(data) > MAX_PLAINTEXT:
+            raise ValueError(f"application data of {len(data)} bytes exceeds one record (2^14)")
+        record = self._write_states[self._write_epoch].seal(ContentType.APPLICATION_DATA, data)
+        self._queue(record, self._peer_address)
+
+    def close(self) -> None:
+        """Send close_notify (RFC 5246 7.2.1) and end the connection."""
+        if self._closed:
+            return
+        self._send_alert(AlertLevel.WARNING, AlertDescription.close_notify)
+        self._terminate(AlertDescription.close_notify, "closed locally", by_peer=False)
+
+    def export_keying_material(self, label: bytes | str, length: int,
+                               context: bytes | None = None) -> bytes:
+        """RFC 5705 keying material (e.g. DTLS-SRTP keys, RFC 5764 4.2); once established."""
+        if self._state is not HandshakeState.ESTABLISHED or self._master_secret is None:
+            raise ConnectionStateError("keying material exists only once the handshake completed")
+        return export_keying_material(self._prf, self._master_secret, self._client_random,
+                                      self._server_random, label, length, context)
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
+        """Datagrams to put on the wire now, each with its destination address."""
+        datagrams, self._datagrams = self._datagrams, []
+        return datagrams
+
+    def next_event(self) -> Event | None:
+        """The next event, or None when there is none."""
+        return self._events.popleft() if self._events else None
+
+    # -- state, events, output -----------------------------------------------------------
+
+    def _set_state(self, new: HandshakeState | FlightState) -> None:
+        """The one place state changes, handshake or flight (and gets logged)."""
+        old: HandshakeState | FlightState
+        if isinstance(new, FlightState):
+            old, self._flight_state = self._flight_state, new
+        else:
+            old, self._state = self._state, new
+        if old is not new:
+            logger.debug("%s %s: %s -> %s", "client" if self.is_client else "server",
+                         type(new).__name__, old.value, new.value)
+
+    def _event(self, event: Event) -> None:
+        if len(self._events) >= self.configuration.max_pending_events:
+            self.stats["events_dropped"] += 1
+            return
+        self._events.append(event)
+
+    def _queue(self, datagram: bytes, addr: Address) -> None:
+        if len(self._datagrams) >= MAX_QUEUED_DATAGRAMS:
+            self.stats["datagrams_dropped"] += 1
+            return
+        self._datagrams.append((datagram, addr))
+
+    def _send_alert(self, level: AlertLevel, description: AlertDescription) -> None:
+        """One alert record in the current write epoch; alerts are never resent (4.2.4)."""
+        record = self._write_states[self._write_epoch].seal(
+            ContentType.ALERT, bytes((level, description)))
+        self._queue(record, self._peer_address)
+
+    def _fail(self, exc: AlertError) -> None:
+        logger.info("%r: fatal %s", self, exc)
+        self._send_alert(AlertLevel.FATAL, exc.description)
+        self._terminate(exc.description, str(exc), by_peer=False)
+
+    def _terminate(self, alert: AlertDescription | int | None, reason: str,
+                   by_peer: bool) -> None:
+        self._timer.cancel()
+        self._handshake_deadline = None
+        self._flight = None
+        self._key_pair = None
+        self._deferred.clear()
+        self._set_state(HandshakeState.CLOSED)
+        self._event(ConnectionTerminated(alert, reason, by_peer))
+
+    # -- flights -------------------------------------------------------------------------
+
+    def _handshake(self, message: DecodedMessage) -> WireMessage:
+        """Encode one of our handshake messages with the next message_seq (4.2.2)."""
+        msg_type, body = encode_handshake(message)
+        wire = WireMessage(msg_type, self._send_message_seq, body)
+        self._send_message_seq += 1
+        return wire
+
+    def _send_flight(self, entries: list[FlightEntry], now: float, *, final: bool = False) -> None:
+        """Send a new flight; wait for the answer, or (final) just answer resends."""
+        self._flight = Flight(entries, self._reassembler.next_message_seq)
+        self._final_flight = final
+        self._set_state(FlightState.SENDING)
+        self._transmit_flight()
+        if final:
+            self._set_state(FlightState.FINISHED)
+            self._timer.cancel()
+        else:
+            self._set_state(FlightState.WAITING)
+            self._timer.start(now)
+
+    def _record_overhead(self, hint: RecordHint) -> int:
+        """Worst-case bytes a record adds to its payload (pack_flight wants an upper bound).
+
+        Constant for NULL and AEAD; CBC padding depends on the length modulo the block
+        size, so the maximum over one block's worth of lengths covers every length.
+        """
+        protection = self._write_states[hint.epoch].protection
+        return max(int(protection.record_length(n)) - n for n in range(BLOCK_LEN))
+
+    def _transmit_flight(self) -> None:
+        """Pack the flight into datagrams and seal each piece with fresh sequence numbers."""
+        assert self._flight is not None
+        for datagram in pack_flight(self._flight.entries, self.configuration.max_datagram_size,
+                                    self._record_overhead):
+            self._queue(b"".join(self._write_states[hint.epoch].seal(hint.content_type, piece)
+                                 for hint, piece in datagram), self._peer_address)
+
+    def _reset_reassembly(self) -> None:
+        """Forget partially received messages after fragments disagreed with them.
+
+        The reassembler keeps the first msg_type, length and bytes it saw for a message;
+        if those came from a forged or corrupted epoch-0 fragment, the genuine ones are
+        dropped as inconsistent for ever.  Our resend makes the peer resend its whole
+        flight (RFC 6347 4.2.4), so starting that flight's reassembly afresh costs
+        nothing that is not about to arrive again.
+        """
+        self._reassembler = HandshakeReassembler(
+            next_message_seq=self._reassembler.next_message_seq)
+        self._reassembly_poisoned = False
+        self.stats["reassembly_reset"] += 1
+
+    def _resend_on_peer_retransmission(self, now: float) -> None:
+        """The peer resent its previous flight: ours was lost (RFC 6347 4.2.4)."""
+        if self._flight is None:
+            return
+        if self._flight_state is FlightState.WAITING:
+            self._timer.restart(now)
+        elif not (self._flight_state is FlightState.FINISHED and self._final_flight):
+            return
+        self.stats["retransmit_on_peer_resend"] += 1
+        self._flight.retransmissions += 1
+        self._transmit_flight()
+
+    # -- records -------------------------------------------------------------------------
+
+    def _receive_record(self, header: RecordHeader, record: memoryview, addr: Address,
+                        now: float) -> None:
+        state = self._read_states.get(header.epoch)
+        if self._state is HandshakeState.SERVER_WAIT_CLIENT_HELLO and header.epoch != 0:
+            # Before the cookie nothing is kept, not even a deferred record.  (Epoch 0 has
+            # no replay window, so reading it changes no state either.)
+            self.stats["unknown_epoch"] += 1
+            return
+        if state is None:
+            # A next-epoch record that overtook the ChangeCipherSpec: keep it for later.
+            if header.epoch == max(self._read_states) + 1 \
+                    and len(self._deferred) < self.configuration.max_buffered_records:
+                self._deferred.append((header, bytes(record)))
+                self.stats["deferred"] += 1
+            else:
+                self.stats["unknown_epoch"] += 1
+            return
+        result = state.open(record)
+        if not result.ok:
+            self.stats[f"record_{result.status.name.lower()}"] += 1
+            if result.status == OpenStatus.BAD_MAC and header.epoch == 1 \
+                    and self._state in _WAITING_FOR_FINISHED:
+                self._check_new_epoch_failures()
+            return
+        self._peer_epoch = max(self._peer_epoch, header.epoch)
+        content_type, payload = result.content_type, bytes(result.payload)
+        if self._state is HandshakeState.SERVER_WAIT_CLIENT_HELLO \
+                and content_type != ContentType.HANDSHAKE:
+            # Before the cookie only ClientHellos mean anything; a spoofed alert must not
+            # end a listener that serves every address.
+            self.stats["unexpected_before_client_hello"] += 1
+            return
+        if content_type == ContentType.HANDSHAKE:
+            self._receive_handshake(payload, header, addr, now)
+        elif content_type == ContentType.CHANGE_CIPHER_SPEC:
+            # Keys switch when the messages say so (we install the read state as soon as
+            # the key exchange is done); the Finished must then arrive in the new epoch.
+            self.stats["change_cipher_spec"] += 1
+        elif content_type == ContentType.ALERT:
+            self._receive_alert(payload, header.epoch)
+        elif content_type == ContentType.APPLICATION_DATA:
+            if self._state is HandshakeState.ESTABLISHED and header.epoch == self._peer_epoch:
+                if self._final_flight:
+                    # Authenticated data under the new keys: the peer has our Finished,
+                    # so it will never ask for the final flight again (RFC 6347 4.2.4).
+                    self._flight, self._final_flight = None, False
+                self._event(ApplicationData(payload))
+            else:
+                self.stats["early_application_data"] += 1
+        else:
+            self.stats["unknown_content_type"] += 1
+
+    def _check_new_epoch_failures(self) -> None:
+        """Fail fast when the peer's first protected records keep failing to authenticate.
+
+        Each is dropped (RFC 6347 4.1.2.7), but while we wait for the peer's Finished,
+        several in a row almost surely mean both sides derived different keys: a PSK that
+        differs, or a ClientKeyExchange corrupted in flight.  Waiting out the handshake
+        timeout would only hide that.  (An attacker gains nothing: unauthenticated
+        epoch-0 alerts can end a handshake anyway.)
+        """
+        self._new_epoch_failures += 1
+        if self._new_epoch_failures >= MAX_NEW_EPOCH_FAILURES:
+            raise AlertError(f"{self._new_epoch_failures} records under the new keys failed "
+                             "authentication: the key exchange (or PSK) does not match",
+                             AlertDescription.bad_record_mac)
+
+    def _replay_deferred(self, addr: Address, now: float) -> None:
+        while self._deferred and not self._closed:
+            ready = [i for i, (h, _) in enumerate(self._deferred) if h.epoch in self._read_states]
+            if not ready:
+                return
+            header, record = self._deferred.pop(ready[0])
+            self._receive_record(header, memoryview(record), addr, now)
+
+    def _receive_alert(self, payload: bytes, epoch: int) -> None:
+        try:
+            alert = decode(pull_alert, payload, "Alert")
+        except DecodeError:
+            self.stats["malformed_alert"] += 1
+            return
+        if epoch < self._peer_epoch:
+            # The peer already speaks a newer epoch: an alert in an older, unauthenticated
+            # one could be anyone's.  (Until then an epoch-0 alert is the peer's only way
+            # to refuse our Finished, so it counts.)
+            self.stats["stale_epoch_alert"] += 1
+            return
+        try:
+            description: AlertDescription | int = AlertDescription(alert.description)
+            name = description.name  # type: ignore[union-attr]
+        except ValueError:
+            description, name = alert.description, f"alert {alert.description}"
+        if description == AlertDescription.close_notify:
+            # RFC 5246 7.2.1: answer with our own close_notify.
+            self._send_alert(AlertLevel.WARNING, AlertDescription.close_notify)
+            self._terminate(description, "peer sent close_notify", by_peer=True)
+        elif alert.level == AlertLevel.FATAL:
+            self._terminate(description, f"peer sent {name}", by_peer=True)
+        else:
+            logger.info("%r: peer sent warning %s", self, name)
+            self.stats["warning_alert"] += 1
+
+    # -- handshake messages --------------------------------------------------------------
+
+    def _receive_handshake(self, payload: bytes, header: RecordHeader, addr: Address,
+                           now: float) -> None:
+        if self._state is HandshakeState.SERVER_WAIT_CLIENT_HELLO:
+            self._receive_stateless_client_hello(payload, header, addr, now)
+            return
+        try:
+            fragments = parse_fragments(payload)
+        except DecodeError:
+            self.stats["malformed_handshake_record"] += 1
+            return
+        for fragment in fragments:
+            if fragment.msg_type == HandshakeType.finished and header.epoch == 0:
+                # RFC 5246 7.4.9: Finished is the first message under the new keys; an
+                # unprotected one is an injection attempt or garbage.
+                self.stats["unprotected_finished"] += 1
+                continue
+            result = self._reassembler.add(fragment)
+            if result is FragmentStatus.RETRANSMISSION and self._flight is not None \
+                    and fragment.message_seq < self._flight.peer_message_seq:
+                self._retransmit_requested = True
+            elif not isinstance(result, FragmentStatus):
+                self.stats[f"fragment_{result.value}"] += 1
+                if result in _POISONING_DROPS:
+                    self._reassembly_poisoned = True
+        for message in self._reassembler.messages():
+            self._handle_message(message, now)
+            if self._closed:
+                return
+
+    def _handle_message(self, wire: WireMessage, now: float,
+                        decoded: DecodedMessage | None = None) -> None:
+        handler = _TRANSITIONS.get((self._state, wire.msg_type))
+        if handler is None:
+            raise UnexpectedMessage(f"{_type_name(wire.msg_type)} in state {self._state.value}")
+        if decoded is None:
+            decoded = decode_handshake(
+                wire.msg_type, wire.body, version=DTLS1_2,
+                key_exchange=_KEY_EXCHANGE[self._suite.key_exchange] if self._suite
+                else KeyExchangeAlgorithm.ECDHE,
+                verify_data_length=self._suite.verify_data_length if self._suite else 12)
+        handler(self, decoded, wire, now)
+
+    def _add_to_transcript(self, wire: WireMessage) -> None:
+        # RFC 6347 4.2.6: hash as if unfragmented; HandshakeMessage.serialize is that form.
+        self._transcript.update(wire.serialize())
+
+    @property
+    def _prf(self) -> PrfAlgorithm:
+        assert self._suite is not None
+        return self._suite.prf_for(DTLS1_2)
+
+    # -- client side ---------------------------------------------------------------------
+
+    def _build_client_hello(self) -> ClientHello:
+        return build_client_hello(self.configuration, self._client_random)
+
+    def _send_client_hello(self, now: float) -> None:
+        assert self._client_hello is not None
+        self._client_hello_wire = self._handshake(self._client_hello)
+        # Not in the transcript yet: if a HelloVerifyRequest comes, this hello never counts
+        # (RFC 6347 4.2.6); the one the ServerHello answers is added then.
+        self._send_flight([(_EPOCH0, self._client_hello_wire)], now)
+
+    def _client_hello_verify_request(self, msg: HelloVerifyRequest, wire: WireMessage,
+                                     now: float) -> None:
+        assert self._client_hello is not None
+        if msg.server_version not in (DTLS1_0, DTLS1_2):
+            raise ProtocolVersionError(f"HelloVerifyRequest version {msg.server_version:#06x}")
+        # A server may ask again (its secret rotated while our hello was in flight), but a
+        # server that never accepts its own cookie must not keep us looping.
+        self._hello_verify_requests += 1
+        if self._hello_verify_requests > MAX_HELLO_VERIFY_REQUESTS:
+            raise HandshakeFailure(f"more than {MAX_HELLO_VERIFY_REQUESTS} "
+                                   "HelloVerifyRequests")
+        # RFC 6347 4.2.1: same hello, plus the cookie.
+        self._client_hello.cookie = msg.cookie
+        self._send_client_hello(now)
+        self._set_state(HandshakeState.WAIT_SERVER_HELLO_AFTER_COOKIE)
+
+    def _client_server_hello(self, msg: ServerHello, wire: WireMessage, now: float) -> None:
+        assert self._client_hello is not None and self._client_hello_wire is not None
+        negotiated = check_server_hello(self.configuration, self._client_hello, msg)
+        self._suite = negotiated.suite
+        self._extended_master_secret = negotiated.extended_master_secret
+        self._encrypt_then_mac = negotiated.encrypt_then_mac
+        self._alpn_protocol = negotiated.alpn_protocol
+        self._server_random = msg.random
+        self._transcript = HandshakeTranscript()
+        self._add_to_transcript(self._client_hello_wire)
+        self._add_to_transcript(wire)
+        # PSK suites have no Certificate (RFC 4279 2); plain PSK may omit the
+        # ServerKeyExchange too, so that state also accepts ServerHelloDone.
+        self._set_state(HandshakeState.WAIT_SERVER_CERTIFICATE if self._suite.needs_certificate
+                        else HandshakeState.WAIT_SERVER_KEY_EXCHANGE)
+
+    def _verify_peer_certificate(self, certificates: list[bytes]) -> None:
+        """Authenticate the peer's Certificate message; remember the leaf."""
+        self._peer_chain = tuple(certificates)
+        if self._verifier is not None:
+            name = self.configuration.server_name if self.is_client else None
+            leaf = self._verifier.verify(self._peer_chain, name)
+        else:
+            leaf = load_leaf(self._peer_chain)
+        kind = key_kind(leaf.public_key())  # type: ignore[arg-type]  # others: alert
+        if self.is_client:
+            assert self._suite is not None
+            # RFC 8422 2: ECDHE_ECDSA needs an ECDSA (or EdDSA, 5.1.3) key, ECDHE_RSA an RSA key.
+            expected = ((KeyKind.RSA,) if self._suite.authentication is Authentication.RSA
+                        else (KeyKind.ECDSA, KeyKind.ED25519))
+        else:
+            expected = (KeyKind.ECDSA, KeyKind.RSA)  # CertificateVerify signs a digest
+        if kind not in expected:
+            raise AlertError(f"a {kind.value} certificate does not fit "
+                             f"{self._suite.name if self._suite else 'this handshake'}",
+                             AlertDescription.unsupported_certificate)
+        self._peer_certificate = leaf
+
+    def _client_certificate(self, msg: Certificate, wire: WireMessage, now: float) -> None:
+        self._verify_peer_certificate(msg.certificates)
+        self._add_to_transcript(wire)
+        self._set_state(HandshakeState.WAIT_SERVER_KEY_EXCHANGE)
+
+    def _client_server_key_exchange(self, msg: ServerKeyExchange, wire: WireMessage,
+                                    now: float) -> None:
+        if isinstance(msg, ServerKeyExchangeECDHE):
+            self._check_server_key_exchange_signature(msg)
+            self._accept_server_params(msg.params)
+        elif isinstance(msg, ServerKeyExchangeECDHEPSK):
+            # RFC 5489 2: unsigned; the PSK in the premaster secret authenticates it.
+            self._accept_server_params(msg.params)
+        # The identity hint (RFC 4279 2) is informational: we have one configured identity.
+        self._add_to_transcript(wire)
+        self._set_state(HandshakeState.WAIT_SERVER_HELLO_DONE)
+
+    def _check_server_key_exchange_signature(self, msg: ServerKeyExchangeECDHE) -> None:
+        assert self._peer_certificate is not None
+        signed = self._client_random + self._server_random + ecdh_params_bytes(msg.params)
+        # RFC 8422 5.4: the signature covers both randoms and the params.
+        verify_signature(self._peer_certificate.public_key(),  # type: ignore[arg-type]
+                         scheme_for(msg.signature_algorithm), msg.signature, signed,
+                         what="ServerKeyExchange signature")
+
+    def _accept_server_params(self, params: ServerECDHParams) -> None:
+        if params.named_group not in self.configuration.groups:
+            raise IllegalParameter(f"server chose group {params.named_group}, "
+                                   "which we did not offer")
+        self._group = NamedGroup(params.named_group)
+        self._peer_ecdh_public = params.public_key
+
+    def _client_certificate_request(self, msg: CertificateRequest, wire: WireMessage,
+                                    now: float) -> None:
+        assert self._suite is not None
+        if not self._suite.needs_certificate:
+            # RFC 4279 2: no certificates in PSK suites.
+            raise UnexpectedMessage("CertificateRequest in a PSK cipher suite")
+        self._certificate_request = msg
+        self._add_to_transcript(wire)
+        self._set_state(HandshakeState.WAIT_SERVER_HELLO_DONE_AFTER_REQUEST)
+
+    def _client_server_hello_done(self, msg: ServerHelloDone, wire: WireMessage,
+                                  now: float) -> None:
+        assert self._suite is not None
+        if self._suite.uses_ecdhe and self._group is None:
+            raise UnexpectedMessage("ServerHelloDone before the ServerKeyExchange")
+        self._add_to_transcript(wire)
+        entries: list[FlightEntry] = []
+        signing: Scheme | None = None
+        if self._certificate_request is not None:
+            # RFC 5246 7.4.6: answer a CertificateRequest with our certificate if it fits
+            # what the server accepts, else with an empty list and let the server decide.
+            signing = can_answer(self.configuration, self._certificate_request)
+            chain = self.configuration.certificate_chain if signing is not None else []
+            certificate = self._handshake(Certificate([c.public_bytes(Encoding.DER)
+                                                       for c in chain]))
+            self._add_to_transcript(certificate)
+            entries.append((_EPOCH0, certificate))
+        message, pre_master_secret = self._client_key_exchange()
+        client_key_exchange = self._handshake(message)
+        self._add_to_transcript(client_key_exchange)
+        entries.append((_EPOCH0, client_key_exchange))
+        self._install_keys(pre_master_secret)
+        if signing is not None:
+            # RFC 5246 7.4.8: sign every handshake message so far, ClientKeyExchange included.
+            assert self.configuration.private_key is not None and signing.transcript
+            signature = sign(self.configuration.private_key, signing,
+                             self._transcript.digest(signing.transcript), prehashed=True)
+            verify = self._handshake(CertificateVerify(signing.code, signature))
+            self._add_to_transcript(verify)
+            entries.append((_EPOCH0, verify))
+        finished = self._handshake(Finished(self._verify_data(from_client=True)))
+        self._add_to_transcript(finished)
+        entries += [(_CCS, _CHANGE_CIPHER_SPEC), (_EPOCH1, finished)]
+        self._write_epoch = 1
+        self._send_flight(entries, now)
+        self._set_state(HandshakeState.WAIT_SERVER_FINISHED)
+
+    def _client_key_exchange(self) -> tuple[ClientKeyExchange, SecretBytes]:
+        """Our ClientKeyExchange and the premaster secret, per key exchange."""
+        assert self._suite is not None
+        config = self.configuration
+        if self._suite.key_exchange is KeyExchange.PSK:
+            assert config.psk is not None
+            return (ClientKeyExchangePSK(config.psk_identity),
+                    psk_premaster_secret(config.psk))  # RFC 4279 2
+        assert self._group is not None
+        key_pair = EcdheKeyPair.generate(self._group)
+        shared = key_pair.exchange(self._peer_ecdh_public)
+        if self._suite.key_exchange is KeyExchange.ECDHE_PSK:
+            assert config.psk is not None
+            return (ClientKeyExchangeECDHEPSK(config.psk_identity, key_pair.public_bytes),
+                    ecdhe_psk_premaster_secret(shared, config.psk))  # RFC 5489 2
+        return ClientKeyExchangeECDHE(key_pair.public_bytes), shared  # RFC 8422 5.7
+
+    def _client_server_finished(self, msg: Finished, wire: WireMessage, now: float) -> None:
+        check_verify_data(self._verify_data(from_client=False), msg.verify_data)
+        self._add_to_transcript(wire)
+        self._set_state(FlightState.FINISHED)
+        self._timer.cancel()
+        self._flight = None  # the server sent the last flight; ours is never needed again
+        self._complete()
+
+    # -- server side ---------------------------------------------------------------------
+
+    def _receive_stateless_client_hello(self, payload: bytes, header: RecordHeader,
+                                        addr: Address, now: float) -> None:
+        """ClientHellos before the cookie: answered, never stored (RFC 6347 4.2.1)."""
+        if header.epoch != 0:
+            self.stats["client_hello_wrong_epoch"] += 1
+            return
+        try:
+            fragments = parse_fragments(payload)
+        except DecodeError:
+            self.stats["malformed_handshake_record"] += 1
+            return
+        for fragment in fragments:
+            if fragment.msg_type != HandshakeType.client_hello:
+                self.stats["unexpected_before_client_hello"] += 1
+                continue
+            if fragment.fragment_offset != 0 or fragment.fragment_length != fragment.length:
+                self.stats["fragmented_client_hello"] += 1
+                continue
+            body = bytes(fragment.body)
+            try:
+                hello = decode_handshake(HandshakeType.client_hello, body)
+            except AlertError:
+                # Nothing is authenticated yet and we hold no state: just drop it.
+                self.stats["malformed_client_hello"] += 1
+                continue
+            assert isinstance(hello, ClientHello)
+            signer = self.configuration.cookie_signer
+            if self.configuration.cookie_exchange and not signer.check(addr, hello, now):
+                self._send_hello_verify_request(hello, fragment.message_seq, header.seq,
+                                                addr, now)
+                continue
+            # The association begins here: the client has proved its address.
+            self._peer_address = addr
+            self._handshake_deadline = now + self.configuration.handshake_timeout
+            self._reassembler = HandshakeReassembler(next_message_seq=fragment.message_seq + 1)
+            self._send_message_seq = fragment.message_seq  # 4.2.2: ServerHello echoes it
+            self._write_states[0].next_seq = header.seq  # continue from the hello, as HVR did
+            wire = WireMessage(HandshakeType.client_hello, fragment.message_seq, body)
+            self._handle_message(wire, now, hello)
+            return
+
+    def _send_hello_verify_request(self, hello: ClientHello, message_seq: int, record_seq: int,
+                                   addr: Address, now: float) -> None:
+        cookie = self.configuration.cookie_signer.make(addr, hello, now)
+        # RFC 6347 4.2.1: version DTLS 1.0 in the HVR whatever will be negotiated, the
+        # ClientHello's message_seq (4.2.2) and record sequence number.
+        _, body = encode_handshake(HelloVerifyRequest(DTLS1_0, cookie))
+        message = WireMessage(HandshakeType.hello_verify_request, message_seq, body)
+        state = CipherState(NULL_PROTECTION, epoch=0, version=DTLS1_2)  # nothing kept
+        state.next_seq = record_seq
+        self._queue(state.seal(ContentType.HANDSHAKE, message.serialize()), addr)
+        self.stats["hello_verify_request"] += 1
+
+    def _server_client_hello(self, msg: ClientHello, wire: WireMessage, now: float) -> None:
+        config = self.configuration
+        negotiated = negotiate(config, msg)
+        self._suite, self._group = negotiated.suite, negotiated.group
+        self._extended_master_secret = negotiated.extended_master_secret
+        self._encrypt_then_mac = negotiated.encrypt_then_mac
+        self._alpn_protocol = negotiated.alpn_protocol
+        self._client_random = msg.random
+        self._server_random = os.urandom(32)
+
+        self._transcript = HandshakeTranscript()
+        self._add_to_transcript(wire)
+        server_hello = self._handshake(ServerHello(
+            DTLS1_2, self._server_random, b"", self._suite.code, 0,
+            list(negotiated.server_hello_extensions)))
+        flight = [server_hello]
+        suite = self._suite
+        if suite.needs_certificate:
+            flight.append(self._handshake(Certificate(
+                [c.public_bytes(Encoding.DER) for c in config.certificate_chain])))
+        if suite.uses_ecdhe:
+            assert self._group is not None
+            self._key_pair = EcdheKeyPair.generate(self._group)
+            params = ServerECDHParams(self._group, self._key_pair.public_bytes)
+        if suite.key_exchange is KeyExchange.ECDHE:
+            scheme = negotiated.signature_scheme
+            assert config.private_key is not None and scheme is not None
+            signature = sign(config.private_key, scheme, self._client_random
+                             + self._server_random + ecdh_params_bytes(params))
+            flight.append(self._handshake(ServerKeyExchangeECDHE(params, scheme.code, signature)))
+        elif suite.key_exchange is KeyExchange.ECDHE_PSK:
+            flight.append(self._handshake(
+                ServerKeyExchangeECDHEPSK(config.psk_identity_hint, params)))  # RFC 5489 2
+        elif config.psk_identity_hint:
+            # RFC 4279 2: plain PSK sends a ServerKeyExchange only to carry a hint.
+            flight.append(self._handshake(ServerKeyExchangePSK(config.psk_identity_hint)))
+        requesting = suite.needs_certificate and config.client_auth is not ClientAuth.NONE
+        if requesting:
+            flight.append(self._handshake(certificate_request(config)))
+        flight.append(self._handshake(ServerHelloDone()))
+        for message in flight:
+            self._add_to_transcript(message)
+        self._send_flight([(_EPOCH0, m) for m in flight], now)
+        self._set_state(HandshakeState.WAIT_CLIENT_CERTIFICATE if requesting
+                        else HandshakeState.WAIT_CLIENT_KEY_EXCHANGE)
+
+    def _server_client_certificate(self, msg: Certificate, wire: WireMessage,
+                                   now: float) -> None:
+        if msg.certificates:
+            self._verify_peer_certificate(msg.certificates)
+        elif self.configuration.client_auth is ClientAuth.REQUIRE:
+            # RFC 5246 7.4.6: the server may answer an empty list with handshake_failure.
+            raise HandshakeFailure("client sent no certificate, and one is required")
+        self._add_to_transcript(wire)
+        self._set_state(HandshakeState.WAIT_CLIENT_KEY_EXCHANGE)
+
+    def _server_client_key_exchange(self, msg: ClientKeyExchange, wire: WireMessage,
+                                    now: float) -> None:
+        if isinstance(msg, ClientKeyExchangeECDHE):
+            assert self._key_pair is not None
+            pre_master_secret = self._key_pair.exchange(msg.public_key)
+        else:
+            psk = self._lookup_psk(msg.psk_identity)
+            if isinstance(msg, ClientKeyExchangePSK):
+                pre_master_secret = psk_premaster_secret(psk)  # RFC 4279 2
+            else:
+                assert self._key_pair is not None
+                pre_master_secret = ecdhe_psk_premaster_secret(  # RFC 5489 2
+                    self._key_pair.exchange(msg.public_key), psk)
+        self._add_to_transcript(wire)
+        self._install_keys(pre_master_secret)
+        # RFC 5246 7.4.8: a client that sent a certificate proves it owns the key next.
+        self._set_state(HandshakeState.WAIT_CLIENT_CERTIFICATE_VERIFY
+                        if self._peer_certificate is not None
+                        else HandshakeState.WAIT_CLIENT_FINISHED)
+
+    def _lookup_psk(self, identity: bytes) -> bytes:
+        lookup = self.configuration.psk_lookup
+        assert lookup is not None  # PSK suites are only chosen with a lookup configured
+        psk = lookup(identity)
+        if not psk:
+            # RFC 4279 2: unknown_psk_identity.  (Sending it tells a prober which identities
+            # exist; RFC 4279 permits decrypt_error instead, at the cost of clarity.)
+            raise AlertError("unknown PSK identity", AlertDescription.unknown_psk_identity)
+        self._psk_identity = identity
+        return psk
+
+    def _server_certificate_verify(self, msg: CertificateVerify, wire: WireMessage,
+                                   now: float) -> None:
+        assert self._peer_certificate is not None
+        scheme = scheme_for(msg.signature_algorithm)
+        if scheme.transcript is None or scheme.code not in TRANSCRIPT_SCHEMES:
+            raise IllegalParameter(f"CertificateVerify with {scheme.code.name}, which our "
+                                   "CertificateRequest did not offer")
+        verify_signature(self._peer_certificate.public_key(),  # type: ignore[arg-type]
+                         scheme, msg.signature, self._transcript.digest(scheme.transcript),
+                         prehashed=True, what="CertificateVerify signature")
+        self._add_to_transcript(wire)
+        self._set_state(HandshakeState.WAIT_CLIENT_FINISHED)
+
+    def _server_client_finished(self, msg: Finished, wire: WireMessage, now: float) -> None:
+        check_verify_data(self._verify_data(from_client=True), msg.verify_data)
+        self._add_to_transcript(wire)
+        finished = self._handshake(Finished(self._verify_data(from_client=False)))
+        self._add_to_transcript(finished)
+        self._write_epoch = 1
+        # Flight 6 ends the handshake: no timer, but resent whenever flight 5 shows up
+        # again (RFC 6347 4.2.4: the last flight's sender answers retransmissions).
+        self._send_flight([(_CCS, _CHANGE_CIPHER_SPEC), (_EPOCH1, finished)], now, final=True)
+        self._complete()
+
+    # -- both sides ----------------------------------------------------------------------
+
+    def _install_keys(self, pre_master_secret: SecretBytes) -> None:
+        """Master secret, key block and the epoch-1 cipher states (RFC 5246 8.1, 6.3)."""
+        assert self._suite is not None
+        prf = self._prf
+        if self._extended_master_secret:
+            # RFC 7627 4: session_hash covers the transcript through ClientKeyExchange.
+            self._master_secret = extended_master_secret(
+                prf, pre_master_secret, self._transcript.digest(prf))
+        else:
+            self._master_secret = master_secret(prf, pre_master_secret, self._client_random,
+                                                self._server_random)
+        if self.configuration.keylog is not None:
+            # Only where the user asked for it (SSLKEYLOGFILE, for Wireshark).
+            self.configuration.keylog(keylog_line(self._client_random, self._master_secret))
+        material: KeyMaterial = derive_key_material(
+            prf, self._master_secret, self._client_random, self._server_random,
+            self._suite.protection(self._encrypt_then_mac))
+        protection = material.protection
+        self._write_states[1] = CipherState(protection, epoch=1, version=DTLS1_2,
+                                            **material.cipher_state_kwargs(self.is_client))
+        self._read_states[1] = CipherState(protection, epoch=1, version=DTLS1_2,
+                                           **material.cipher_state_kwargs(not self.is_client))
+        self._key_pair = None  # forward secrecy: the ephemeral key is no longer needed
+
+    def _verify_data(self, *, from_client: bool) -> bytes:
+        assert self._master_secret is not None and self._suite is not None
+        return verify_data(self._prf, self._master_secret, self._transcript.digest(self._prf),
+                           from_client=from_client, length=self._suite.verify_data_length)
+
+    def _complete(self) -> None:
+        assert self._suite is not None
+        self._handshake_deadline = None
+        self._set_state(HandshakeState.ESTABLISHED)
+        if self.is_client and self._suite.uses_psk:
+            self._psk_identity = self.configuration.psk_identity
+        self._event(HandshakeCompleted(
+            version=DTLS1_2, cipher_suite=self._suite.suite, named_group=self._group,
+            extended_master_secret=self._extended_master_secret,
+            encrypt_then_mac=self._encrypt_then_mac,
+            alpn_protocol=self._alpn_protocol, psk_identity=self._psk_identity,
+            peer_certificate=self._peer_certificate, peer_certificate_chain=self._peer_chain))
+
+    def _refuse_renegotiation(self, msg: Any, wire: WireMessage, now: float) -> None:
+        # RFC 5246 7.4.1.1 / RFC 5746 4.2: decline with a warning, keep the connection.
+        self.stats["renegotiation_refused"] += 1
+        self._send_alert(AlertLevel.WARNING, AlertDescription.no_renegotiation)
+
+
+_WAITING_FOR_FINISHED = frozenset({HandshakeState.WAIT_CLIENT_FINISHED,
+                                   HandshakeState.WAIT_SERVER_FINISHED})
+
+_S = HandshakeState
+_T = HandshakeType
+_TRANSITIONS: dict[tuple[HandshakeState, int], Handler] = {
+    (_S.WAIT_SERVER_HELLO, _T.hello_verify_request): Connection._client_hello_verify_request,
+    (_S.WAIT_SERVER_HELLO, _T.server_hello): Connection._client_server_hello,
+    (_S.WAIT_SERVER_HELLO_AFTER_COOKIE, _T.server_hello): Connection._client_server_hello,
+    (_S.WAIT_SERVER_HELLO_AFTER_COOKIE, _T.hello_verify_request):
+        Connection._client_hello_verify_request,
+    (_S.WAIT_SERVER_CERTIFICATE, _T.certificate): Connection._client_certificate,
+    (_S.WAIT_SERVER_KEY_EXCHANGE, _T.server_key_exchange):
+        Connection._client_server_key_exchange,
+    (_S.WAIT_SERVER_KEY_EXCHANGE, _T.server_hello_done): Connection._client_server_hello_done,
+    (_S.WAIT_SERVER_HELLO_DONE, _T.certificate_request): Connection._client_certificate_request,
+    (_S.WAIT_SERVER_HELLO_DONE, _T.server_hello_done): Connection._client_server_hello_done,
+    (_S.WAIT_SERVER_HELLO_DONE_AFTER_REQUEST, _T.server_hello_done):
+        Connection._client_server_hello_done,
+    (_S.WAIT_SERVER_FINISHED, _T.finished): Connection._client_server_finished,
+    (_S.SERVER_WAIT_CLIENT_HELLO, _T.client_hello): Connection._server_client_hello,
+    (_S.WAIT_CLIENT_CERTIFICATE, _T.certificate): Connection._server_client_certificate,
+    (_S.WAIT_CLIENT_KEY_EXCHANGE, _T.client_key_exchange):
+        Connection._server_client_key_exchange,
+    (_S.WAIT_CLIENT_CERTIFICATE_VERIFY, _T.certificate_verify):
+        Connection._server_certificate_verify,
+    (_S.WAIT_CLIENT_FINISHED, _T.finished): Connection._server_client_finished,
+    (_S.ESTABLISHED, _T.hello_request): Connection._refuse_renegotiation,
+    (_S.ESTABLISHED, _T.client_hello): Connection._refuse_renegotiation,
+}
+"""The handshake state machine as data (h11 style): anything else is unexpected_message."""
+
+del _S, _T
