@@ -41,3 +41,5 @@ __all__ = [
     "record_backend",
     "split_records",
 ]
+from . import aio  # noqa: F401  (asyncio front-end: dtls.aio.connect, dtls.aio.serve)
+from .sock import DtlsSocket, connect  # noqa: F401  (blocking, UDP-like front-end)

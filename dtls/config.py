@@ -16,8 +16,11 @@ from cryptography import x509
 from . import suites as dtls_suites
 from .cookie import CookieSigner
 from .extensions import NamedGroup
+from .recordbase import DTLS1_0, DTLS1_2
+from .session import Session, SessionCache
 from .signatures import KeyKind, PrivateKey, check_private_key, key_kind
 from .suites import Authentication, CipherSuite, suite_info
+from .tickets import TicketKeys
 from .verify import CaVerifier, CertificateVerifier, PinnedFingerprintVerifier
 
 _CS = CipherSuite
@@ -49,6 +52,11 @@ SUPPORTED_CIPHER_SUITES: tuple[CipherSuite, ...] = (
     _CS.TLS_PSK_WITH_AES_128_CBC_SHA,
     _CS.TLS_PSK_WITH_AES_256_CBC_SHA,
 )
+SUPPORTED_VERSIONS: tuple[int, ...] = (DTLS1_2, DTLS1_0)
+"""Wire versions we implement, newest first (DTLS counts down: 1.2 = 0xFEFD, 1.0 = 0xFEFF)."""
+MAX_SESSION_LIFETIME = 24 * 3600.0
+"""RFC 5246 F.1.4: an upper limit of 24 hours is suggested for session ID lifetimes."""
+
 """What this handshake can negotiate so far: ECDHE_ECDSA, ECDHE_RSA, PSK and ECDHE_PSK."""
 
 DEFAULT_CIPHER_SUITES: tuple[CipherSuite, ...] = tuple(
@@ -136,6 +144,26 @@ class DtlsConfiguration:
     max_buffered_records: int = 16
     """Next-epoch records held until their keys exist (RFC 6347 4.1)."""
     max_pending_events: int = 1024
+    versions: tuple[int, ...] = (DTLS1_2,)
+    """Wire versions we accept.  DTLS 1.0 (RFC 4347, 0xFEFF: TLS 1.1 PRF, CBC suites only,
+    SHA-1 signatures) must be asked for: `versions=(DTLS1_2, DTLS1_0)`.  A client offers
+    the newest and only accepts an older one the server picks if it is listed here."""
+
+    session: Session | None = None
+    """Client: a session from an earlier `Connection.session` to resume (RFC 5246 7.4.1.2,
+    RFC 5077).  Offered only if it fits this configuration; otherwise ignored."""
+    session_tickets: bool = True
+    """RFC 5077: client, offer the session_ticket extension; server, issue tickets to
+    clients that offer it and accept them for resumption."""
+    session_cache_size: int = 1024
+    """Server: sessions kept for resumption by session ID (LRU); 0 disables the cache."""
+    session_lifetime: float = 7200.0
+    """Server: seconds a session stays resumable, by ID or by ticket (at most 24 h)."""
+    session_cache: SessionCache = field(default_factory=SessionCache, repr=False)
+    """Server: shared by every connection made from this configuration."""
+    ticket_keys: TicketKeys = field(default_factory=TicketKeys, repr=False)
+    """Server: the rotating ticket encryption keys, shared like `session_cache`."""
+
     keylog: Callable[[str], None] | None = field(default=None, repr=False)
     """Called with one NSS key log line per handshake ("CLIENT_RANDOM <hex> <hex>"): append
     it to an SSLKEYLOGFILE so Wireshark can decrypt captures.  Leave None in production."""
@@ -143,6 +171,13 @@ class DtlsConfiguration:
     def usable_cipher_suites(self) -> tuple[CipherSuite, ...]:
         """`cipher_suites` narrowed to what our credentials allow, in order."""
         has_psk = self.psk is not None if self.is_client else self.psk_lookup is not None
+        if DTLS1_2 not in self.versions:
+            # DTLS 1.0 only: the suites it can carry (RFC 4347 4.1: no AEAD, no SHA-256 PRF).
+            return tuple(s for s in self._usable_cipher_suites(has_psk)
+                         if suite_info(s).supports_version(DTLS1_0))
+        return self._usable_cipher_suites(has_psk)
+
+    def _usable_cipher_suites(self, has_psk: bool) -> tuple[CipherSuite, ...]:
         if self.is_client:
             # Certificate suites need a way to check the server's certificate.
             has_certificates = not self.verify_peer or bool(
@@ -190,7 +225,16 @@ class DtlsConfiguration:
                              f"{[s.name for s in SUPPORTED_CIPHER_SUITES]}")
         if not self.groups or set(self.groups) - set(SUPPORTED_GROUPS):
             raise ValueError(f"groups must be a non-empty subset of {list(SUPPORTED_GROUPS)}")
+        if not self.versions or set(self.versions) - set(SUPPORTED_VERSIONS):
+            raise ValueError("versions must be a non-empty subset of (DTLS1_2, DTLS1_0)")
+        if self.session_cache_size < 0:
+            raise ValueError("session_cache_size must be >= 0")
+        if not 0 < self.session_lifetime <= MAX_SESSION_LIFETIME:
+            raise ValueError("session_lifetime must be in (0, 86400] seconds (RFC 5246 F.1.4)")
         if not self.usable_cipher_suites():
+            if DTLS1_2 not in self.versions:
+                raise ValueError("no usable cipher suite for DTLS 1.0: it needs CBC suites "
+                                 "(e.g. TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA)")
             if self.is_client:
                 raise ValueError("no usable cipher suite: certificate suites need "
                                  "pinned_sha256, ca_certificates or a verifier (or "

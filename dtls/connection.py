@@ -17,8 +17,10 @@ Scope so far: full DTLS 1.2 handshakes (RFC 6347 4.2, RFC 5246 7) with ECDHE_ECD
 (MAC-then-encrypt or RFC 7366 encrypt-then-MAC), over x25519, secp256r1 or secp384r1; the
 extended master secret (RFC 7627, required by default); the server's stateless
 HelloVerifyRequest cookie (RFC 6347 4.2.1); client certificates (ECDSA, RSA) on request;
-ALPN (RFC 7301); RFC 5705 exporter and an NSS key log.  Not yet: session resumption and
-tickets, DTLS 1.0, renegotiation (refused with a warning).
+ALPN (RFC 7301); RFC 5705 exporter and an NSS key log; session resumption by session ID
+(RFC 5246 7.4.1.2, server-side LRU cache) and by RFC 5077 ticket, abbreviated handshake
+only for extended-master-secret sessions (RFC 7627 5.3); DTLS 1.0 (RFC 4347) when the
+configuration enables it.  Not yet: renegotiation (refused with a warning).
 
 How it is organised:
 
@@ -45,6 +47,7 @@ import logging
 import os
 from collections import Counter, deque
 from collections.abc import Callable
+from dataclasses import replace
 from enum import Enum
 from typing import Any
 
@@ -64,7 +67,7 @@ from .alerts import (
 from .buffer import decode
 from .config import ClientAuth, DtlsConfiguration
 from .events import ApplicationData, ConnectionTerminated, Event, HandshakeCompleted
-from .extensions import NamedGroup
+from .extensions import NamedGroup, ServerName, SessionTicket, find_extension
 from .flight import Flight, FlightEntry, FlightState, RecordHint, RetransmitTimer
 from .fragments import (
     DropReason,
@@ -103,6 +106,7 @@ from .messages import (
     HandshakeType,
     HelloVerifyRequest,
     KeyExchangeAlgorithm,
+    NewSessionTicket,
     ServerECDHParams,
     ServerHello,
     ServerHelloDone,
@@ -118,24 +122,34 @@ from .messages import HandshakeMessage as DecodedMessage
 from .negotiation import (
     build_client_hello,
     can_answer,
+    can_answer_legacy,
+    can_offer,
     certificate_request,
     check_server_hello,
     ecdh_params_bytes,
     negotiate,
+    resumable,
+    select_version,
 )
 from .protection import BLOCK_LEN, NULL_PROTECTION
 from .record import CipherState, split_records
+from .recordapi import CipherStateAPI
 from .recordbase import DTLS1_0, DTLS1_2, MAX_PLAINTEXT, ContentType, OpenStatus, RecordHeader
+from .session import Session
 from .signatures import (
     TRANSCRIPT_SCHEMES,
     KeyKind,
     Scheme,
     key_kind,
+    legacy_digest,
     scheme_for,
     sign,
+    sign_legacy,
+    verify_legacy,
 )
 from .signatures import verify as verify_signature
 from .suites import Authentication, CipherSuiteInfo, KeyExchange
+from .tickets import open_ticket, seal_session
 from .verify import CertificateVerifier, load_leaf
 
 __all__ = ["Connection", "ConnectionStateError", "HandshakeState"]
@@ -192,7 +206,8 @@ def _type_name(msg_type: int) -> str:
 
 
 class Connection:
-    """One DTLS 1.2 association with one peer, client or server (`configuration.is_client`).
+    """One DTLS 1.2 (or, when enabled, DTLS 1.0) association with one peer, client or
+    server (`configuration.is_client`).
 
     A server connection starts as a stateless listener: it answers a HelloVerifyRequest
     to every address that sends a ClientHello without a valid cookie, remembering nothing,
@@ -218,9 +233,9 @@ class Connection:
         # replay window: nothing authenticates it, so the window would protect nothing,
         # while one forged record with a huge sequence number would make every genuine
         # handshake record "too old".  Duplicates are the reassembler's to recognise.
-        self._read_states: dict[int, CipherState] = {
+        self._read_states: dict[int, CipherStateAPI] = {
             0: CipherState(NULL_PROTECTION, epoch=0, version=DTLS1_2, window=0)}
-        self._write_states: dict[int, CipherState] = {
+        self._write_states: dict[int, CipherStateAPI] = {
             0: CipherState(NULL_PROTECTION, epoch=0, version=DTLS1_2)}
         self._write_epoch = 0
         self._peer_epoch = 0  # highest epoch of any authenticated record received
@@ -249,6 +264,17 @@ class Connection:
         self._peer_chain: tuple[bytes, ...] = ()
         self._peer_certificate: x509.Certificate | None = None
         self._certificate_request: CertificateRequest | None = None
+        self._version = DTLS1_2  # until the hellos settle it
+
+        # Sessions (RFC 5246 7.4.1.2, RFC 5077).
+        self._offered_session: Session | None = None  # client: what our hello offers
+        self._session_id = b""
+        self._resumed = False
+        self._session: Session | None = None
+        self._issue_ticket = False  # server: NewSessionTicket before our Finished
+        self._expect_ticket = False  # client: the ServerHello promised one
+        self._new_ticket: NewSessionTicket | None = None
+        self._server_name: str | None = None  # server: what the client's SNI named
 
         # Flights and timers.
         self._flight: Flight | None = None
@@ -281,10 +307,22 @@ class Connection:
     def peer_address(self) -> Address | None:
         return self._peer_address
 
-    def connect(self, now: float) -> None:
-        """Client: send the first ClientHello (flight 1, RFC 6347 4.2.4)."""
+    @property
+    def session(self) -> Session | None:
+        """Once HandshakeCompleted: the session, to resume with a later connection
+        (client: `connect(now, session=...)`).  None before, and after a fatal alert."""
+        return self._session
+
+    def connect(self, now: float, *, session: Session | None = None) -> None:
+        """Client: send the first ClientHello (flight 1, RFC 6347 4.2.4).
+
+        `session` (else `configuration.session`) is offered for resumption if it fits
+        the configuration (`dtls.negotiation.can_offer`); the server may still decline
+        with a full handshake, which then just proceeds."""
         if not self.is_client or self._state is not HandshakeState.CLIENT_START:
             raise ConnectionStateError("connect() is for a client that has not started")
+        offered = session if session is not None else self.configuration.session
+        self._offered_session = offered if can_offer(self.configuration, offered) else None
         self._handshake_deadline = now + self.configuration.handshake_timeout
         self._client_random = os.urandom(32)
         self._client_hello = self._build_client_hello()
@@ -407,8 +445,16 @@ class Connection:
             ContentType.ALERT, bytes((level, description)))
         self._queue(record, self._peer_address)
 
+    def _invalidate_session(self) -> None:
+        # RFC 5246 7.2.2: a session whose connection ended with a fatal alert must not
+        # be resumed.
+        if not self.is_client and self._session_id:
+            self.configuration.session_cache.remove(self._session_id)
+        self._session = None
+
     def _fail(self, exc: AlertError) -> None:
         logger.info("%r: fatal %s", self, exc)
+        self._invalidate_session()
         self._send_alert(AlertLevel.FATAL, exc.description)
         self._terminate(exc.description, str(exc), by_peer=False)
 
@@ -426,7 +472,7 @@ class Connection:
 
     def _handshake(self, message: DecodedMessage) -> WireMessage:
         """Encode one of our handshake messages with the next message_seq (4.2.2)."""
-        msg_type, body = encode_handshake(message)
+        msg_type, body = encode_handshake(message, version=self._version)
         wire = WireMessage(msg_type, self._send_message_seq, body)
         self._send_message_seq += 1
         return wire
@@ -586,6 +632,7 @@ class Connection:
             self._send_alert(AlertLevel.WARNING, AlertDescription.close_notify)
             self._terminate(description, "peer sent close_notify", by_peer=True)
         elif alert.level == AlertLevel.FATAL:
+            self._invalidate_session()
             self._terminate(description, f"peer sent {name}", by_peer=True)
         else:
             logger.info("%r: peer sent warning %s", self, name)
@@ -629,7 +676,7 @@ class Connection:
             raise UnexpectedMessage(f"{_type_name(wire.msg_type)} in state {self._state.value}")
         if decoded is None:
             decoded = decode_handshake(
-                wire.msg_type, wire.body, version=DTLS1_2,
+                wire.msg_type, wire.body, version=self._version,
                 key_exchange=_KEY_EXCHANGE[self._suite.key_exchange] if self._suite
                 else KeyExchangeAlgorithm.ECDHE,
                 verify_data_length=self._suite.verify_data_length if self._suite else 12)
@@ -642,12 +689,22 @@ class Connection:
     @property
     def _prf(self) -> PrfAlgorithm:
         assert self._suite is not None
-        return self._suite.prf_for(DTLS1_2)
+        return self._suite.prf_for(self._version)
+
+    def _set_version(self, version: int) -> None:
+        """The hellos settled the version: our records carry it from now on (RFC 6347 4.1)."""
+        self._version = version
+        old = self._write_states[0]
+        if old.version != version:
+            state = CipherState(NULL_PROTECTION, epoch=0, version=version)
+            state.next_seq = old.next_seq
+            self._write_states[0] = state
 
     # -- client side ---------------------------------------------------------------------
 
     def _build_client_hello(self) -> ClientHello:
-        return build_client_hello(self.configuration, self._client_random)
+        return build_client_hello(self.configuration, self._client_random,
+                                  self._offered_session)
 
     def _send_client_hello(self, now: float) -> None:
         assert self._client_hello is not None
@@ -675,14 +732,32 @@ class Connection:
     def _client_server_hello(self, msg: ServerHello, wire: WireMessage, now: float) -> None:
         assert self._client_hello is not None and self._client_hello_wire is not None
         negotiated = check_server_hello(self.configuration, self._client_hello, msg)
+        self._set_version(negotiated.version)
         self._suite = negotiated.suite
         self._extended_master_secret = negotiated.extended_master_secret
         self._encrypt_then_mac = negotiated.encrypt_then_mac
         self._alpn_protocol = negotiated.alpn_protocol
         self._server_random = msg.random
+        self._session_id = msg.session_id
+        self._expect_ticket = find_extension(msg.extensions, SessionTicket) is not None
         self._transcript = HandshakeTranscript()
         self._add_to_transcript(self._client_hello_wire)
         self._add_to_transcript(wire)
+        offered = self._offered_session
+        if offered is not None and msg.session_id \
+                and msg.session_id == self._client_hello.session_id:
+            # RFC 5246 7.4.1.3 / RFC 5077 3.4: the server echoed our session ID, so it
+            # resumes: ServerHello, [NewSessionTicket], ChangeCipherSpec, Finished.
+            if self._suite.suite != offered.cipher_suite or negotiated.version != offered.version:
+                raise IllegalParameter("server resumed the session with a different cipher "
+                                       "suite or version (RFC 5246 7.4.1.3)")
+            if not self._extended_master_secret:
+                # RFC 7627 5.3: the session used it, the resumption must too.
+                raise HandshakeFailure("server resumed an extended-master-secret session "
+                                       "without the extension (RFC 7627 5.3)")
+            self._resume(offered)
+            self._set_state(HandshakeState.WAIT_SERVER_FINISHED)
+            return
         # PSK suites have no Certificate (RFC 4279 2); plain PSK may omit the
         # ServerKeyExchange too, so that state also accepts ServerHelloDone.
         self._set_state(HandshakeState.WAIT_SERVER_CERTIFICATE if self._suite.needs_certificate
@@ -730,6 +805,13 @@ class Connection:
     def _check_server_key_exchange_signature(self, msg: ServerKeyExchangeECDHE) -> None:
         assert self._peer_certificate is not None
         signed = self._client_random + self._server_random + ecdh_params_bytes(msg.params)
+        if self._version == DTLS1_0:
+            # RFC 4346 7.4.3 / RFC 4492 5.4: MD5+SHA-1 (RSA) or SHA-1 (ECDSA), no algorithm
+            # field (the key type fits the suite: _verify_peer_certificate checked it).
+            verify_legacy(self._peer_certificate.public_key(),  # type: ignore[arg-type]
+                          msg.signature, legacy_digest(signed),
+                          what="ServerKeyExchange signature")
+            return
         # RFC 8422 5.4: the signature covers both randoms and the params.
         verify_signature(self._peer_certificate.public_key(),  # type: ignore[arg-type]
                          scheme_for(msg.signature_algorithm), msg.signature, signed,
@@ -760,11 +842,16 @@ class Connection:
         self._add_to_transcript(wire)
         entries: list[FlightEntry] = []
         signing: Scheme | None = None
+        legacy_signing = False
         if self._certificate_request is not None:
             # RFC 5246 7.4.6: answer a CertificateRequest with our certificate if it fits
             # what the server accepts, else with an empty list and let the server decide.
-            signing = can_answer(self.configuration, self._certificate_request)
-            chain = self.configuration.certificate_chain if signing is not None else []
+            if self._version == DTLS1_0:
+                legacy_signing = can_answer_legacy(self.configuration, self._certificate_request)
+            else:
+                signing = can_answer(self.configuration, self._certificate_request)
+            chain = (self.configuration.certificate_chain
+                     if signing is not None or legacy_signing else [])
             certificate = self._handshake(Certificate([c.public_bytes(Encoding.DER)
                                                        for c in chain]))
             self._add_to_transcript(certificate)
@@ -780,6 +867,14 @@ class Connection:
             signature = sign(self.configuration.private_key, signing,
                              self._transcript.digest(signing.transcript), prehashed=True)
             verify = self._handshake(CertificateVerify(signing.code, signature))
+            self._add_to_transcript(verify)
+            entries.append((_EPOCH0, verify))
+        elif legacy_signing:
+            # RFC 4346 7.4.8 / RFC 4492 5.8: the MD5 || SHA-1 transcript, no algorithm.
+            assert self.configuration.private_key is not None
+            verify = self._handshake(CertificateVerify(None, sign_legacy(
+                self.configuration.private_key,
+                self._transcript.digest(PrfAlgorithm.MD5_SHA1))))
             self._add_to_transcript(verify)
             entries.append((_EPOCH0, verify))
         finished = self._handshake(Finished(self._verify_data(from_client=True)))
@@ -806,13 +901,35 @@ class Connection:
                     ecdhe_psk_premaster_secret(shared, config.psk))  # RFC 5489 2
         return ClientKeyExchangeECDHE(key_pair.public_bytes), shared  # RFC 8422 5.7
 
+    def _client_new_session_ticket(self, msg: NewSessionTicket, wire: WireMessage,
+                                   now: float) -> None:
+        # RFC 5077 3.3: only after an empty session_ticket in the ServerHello, and once.
+        if not self._expect_ticket or self._new_ticket is not None:
+            raise UnexpectedMessage("NewSessionTicket the ServerHello did not announce")
+        self._new_ticket = msg
+        self._add_to_transcript(wire)
+
     def _client_server_finished(self, msg: Finished, wire: WireMessage, now: float) -> None:
+        if self._expect_ticket and self._new_ticket is None:
+            # RFC 5077 3.2: a server that sends the empty extension MUST send the ticket.
+            raise UnexpectedMessage("Finished without the NewSessionTicket the ServerHello "
+                                    "announced")
         check_verify_data(self._verify_data(from_client=False), msg.verify_data)
         self._add_to_transcript(wire)
+        if self._resumed:
+            # Abbreviated handshake: our CCS + Finished is the last flight, resent
+            # whenever the server's flight comes again (RFC 6347 4.2.4).
+            finished = self._handshake(Finished(self._verify_data(from_client=True)))
+            self._add_to_transcript(finished)
+            self._write_epoch = 1
+            self._send_flight([(_CCS, _CHANGE_CIPHER_SPEC), (_EPOCH1, finished)], now,
+                              final=True)
+            self._complete(now)
+            return
         self._set_state(FlightState.FINISHED)
         self._timer.cancel()
         self._flight = None  # the server sent the last flight; ours is never needed again
-        self._complete()
+        self._complete(now)
 
     # -- server side ---------------------------------------------------------------------
 
@@ -864,14 +981,66 @@ class Connection:
         # ClientHello's message_seq (4.2.2) and record sequence number.
         _, body = encode_handshake(HelloVerifyRequest(DTLS1_0, cookie))
         message = WireMessage(HandshakeType.hello_verify_request, message_seq, body)
-        state = CipherState(NULL_PROTECTION, epoch=0, version=DTLS1_2)  # nothing kept
+        # The record carries the version we would pick, for DTLS 1.0-only clients.
+        try:
+            version = select_version(self.configuration, hello)
+        except AlertError:
+            version = DTLS1_2
+        state = CipherState(NULL_PROTECTION, epoch=0, version=version)  # nothing kept
         state.next_seq = record_seq
         self._queue(state.seal(ContentType.HANDSHAKE, message.serialize()), addr)
         self.stats["hello_verify_request"] += 1
 
+    def _find_session(self, hello: ClientHello, now: float) -> Session | None:
+        """The session a ClientHello asks to resume: its ticket (RFC 5077 3.4; one that
+        does not open just means a full handshake), else its session ID in our cache."""
+        config = self.configuration
+        ticket = find_extension(hello.extensions, SessionTicket)
+        if config.session_tickets and ticket is not None and ticket.ticket:
+            session = open_ticket(config.ticket_keys, ticket.ticket, now,
+                                  lifetime=config.session_lifetime)
+            if session is not None:
+                return session
+            self.stats["ticket_rejected"] += 1
+        if hello.session_id and config.session_cache_size > 0:
+            session = config.session_cache.get(hello.session_id, now,
+                                               lifetime=config.session_lifetime)
+            if session is None:
+                self.stats["session_id_unknown"] += 1
+            return session
+        return None
+
+    def _resume(self, session: Session) -> None:
+        """Take the master secret and the peer's identity from `session`; derive keys."""
+        self._resumed = True
+        self._session = session
+        self._master_secret = session.master_secret
+        self._extended_master_secret = session.extended_master_secret
+        self._psk_identity = session.psk_identity
+        self._peer_chain = session.peer_certificate_chain
+        self._peer_certificate = load_leaf(self._peer_chain) if self._peer_chain else None
+        self._derive_keys()
+
+    def _ticket(self, session: Session, now: float) -> WireMessage:
+        config = self.configuration
+        ticket = NewSessionTicket(int(config.session_lifetime),
+                                  seal_session(config.ticket_keys, session, now))
+        message = self._handshake(ticket)
+        self._add_to_transcript(message)
+        return message
+
     def _server_client_hello(self, msg: ClientHello, wire: WireMessage, now: float) -> None:
         config = self.configuration
-        negotiated = negotiate(config, msg)
+        version = select_version(config, msg)
+        sni = find_extension(msg.extensions, ServerName)
+        self._server_name = sni.host_name if sni is not None else None
+        session = self._find_session(msg, now)
+        if session is not None and not resumable(config, msg, session, version):
+            self.stats["session_not_resumable"] += 1
+            session = None
+        negotiated = negotiate(config, msg, resume=session)
+        self._set_version(negotiated.version)
+        self._issue_ticket = negotiated.issue_ticket
         self._suite, self._group = negotiated.suite, negotiated.group
         self._extended_master_secret = negotiated.extended_master_secret
         self._encrypt_then_mac = negotiated.encrypt_then_mac
@@ -881,8 +1050,27 @@ class Connection:
 
         self._transcript = HandshakeTranscript()
         self._add_to_transcript(wire)
+        if session is not None:
+            # RFC 5246 7.4.1.3: echo the client's session ID; RFC 5077 3.4: also for a
+            # ticket.  Abbreviated handshake: SH, [NewSessionTicket], CCS, Finished.
+            self._session_id = msg.session_id
+            server_hello = self._handshake(ServerHello(
+                self._version, self._server_random, msg.session_id, self._suite.code, 0,
+                list(negotiated.server_hello_extensions)))
+            self._add_to_transcript(server_hello)
+            entries: list[FlightEntry] = [(_EPOCH0, server_hello)]
+            if self._issue_ticket:
+                entries.append((_EPOCH0, self._ticket(session, now)))  # renewed, same session
+            self._resume(session)
+            finished = self._handshake(Finished(self._verify_data(from_client=False)))
+            self._add_to_transcript(finished)
+            self._write_epoch = 1
+            self._send_flight(entries + [(_CCS, _CHANGE_CIPHER_SPEC), (_EPOCH1, finished)], now)
+            self._set_state(HandshakeState.WAIT_CLIENT_FINISHED)
+            return
+        self._session_id = os.urandom(32) if config.session_cache_size > 0 else b""
         server_hello = self._handshake(ServerHello(
-            DTLS1_2, self._server_random, b"", self._suite.code, 0,
+            self._version, self._server_random, self._session_id, self._suite.code, 0,
             list(negotiated.server_hello_extensions)))
         flight = [server_hello]
         suite = self._suite
@@ -894,11 +1082,17 @@ class Connection:
             self._key_pair = EcdheKeyPair.generate(self._group)
             params = ServerECDHParams(self._group, self._key_pair.public_bytes)
         if suite.key_exchange is KeyExchange.ECDHE:
-            scheme = negotiated.signature_scheme
-            assert config.private_key is not None and scheme is not None
-            signature = sign(config.private_key, scheme, self._client_random
-                             + self._server_random + ecdh_params_bytes(params))
-            flight.append(self._handshake(ServerKeyExchangeECDHE(params, scheme.code, signature)))
+            assert config.private_key is not None
+            signed = self._client_random + self._server_random + ecdh_params_bytes(params)
+            if self._version == DTLS1_0:
+                # RFC 4346 7.4.3 / RFC 4492 5.4: no algorithm field, MD5+SHA-1 or SHA-1.
+                flight.append(self._handshake(ServerKeyExchangeECDHE(
+                    params, None, sign_legacy(config.private_key, legacy_digest(signed)))))
+            else:
+                scheme = negotiated.signature_scheme
+                assert scheme is not None
+                flight.append(self._handshake(ServerKeyExchangeECDHE(
+                    params, scheme.code, sign(config.private_key, scheme, signed))))
         elif suite.key_exchange is KeyExchange.ECDHE_PSK:
             flight.append(self._handshake(
                 ServerKeyExchangeECDHEPSK(config.psk_identity_hint, params)))  # RFC 5489 2
@@ -907,7 +1101,7 @@ class Connection:
             flight.append(self._handshake(ServerKeyExchangePSK(config.psk_identity_hint)))
         requesting = suite.needs_certificate and config.client_auth is not ClientAuth.NONE
         if requesting:
-            flight.append(self._handshake(certificate_request(config)))
+            flight.append(self._handshake(certificate_request(config, self._version)))
         flight.append(self._handshake(ServerHelloDone()))
         for message in flight:
             self._add_to_transcript(message)
@@ -959,6 +1153,14 @@ class Connection:
     def _server_certificate_verify(self, msg: CertificateVerify, wire: WireMessage,
                                    now: float) -> None:
         assert self._peer_certificate is not None
+        if self._version == DTLS1_0:
+            # RFC 4346 7.4.8 / RFC 4492 5.8: over MD5 || SHA-1 (RSA) or SHA-1 (ECDSA).
+            verify_legacy(self._peer_certificate.public_key(),  # type: ignore[arg-type]
+                          msg.signature, self._transcript.digest(PrfAlgorithm.MD5_SHA1),
+                          what="CertificateVerify signature")
+            self._add_to_transcript(wire)
+            self._set_state(HandshakeState.WAIT_CLIENT_FINISHED)
+            return
         scheme = scheme_for(msg.signature_algorithm)
         if scheme.transcript is None or scheme.code not in TRANSCRIPT_SCHEMES:
             raise IllegalParameter(f"CertificateVerify with {scheme.code.name}, which our "
@@ -972,19 +1174,31 @@ class Connection:
     def _server_client_finished(self, msg: Finished, wire: WireMessage, now: float) -> None:
         check_verify_data(self._verify_data(from_client=True), msg.verify_data)
         self._add_to_transcript(wire)
+        if self._resumed:
+            # Abbreviated handshake: the client sent the last flight (RFC 5246 7.3).
+            self._set_state(FlightState.FINISHED)
+            self._timer.cancel()
+            self._flight = None
+            self._complete(now)
+            return
+        self._session = self._new_session(now)
+        entries: list[FlightEntry] = []
+        if self._issue_ticket:
+            # RFC 5077 3.3: NewSessionTicket goes after the client's Finished, before our CCS.
+            entries.append((_EPOCH0, self._ticket(self._session, now)))
         finished = self._handshake(Finished(self._verify_data(from_client=False)))
         self._add_to_transcript(finished)
         self._write_epoch = 1
         # Flight 6 ends the handshake: no timer, but resent whenever flight 5 shows up
         # again (RFC 6347 4.2.4: the last flight's sender answers retransmissions).
-        self._send_flight([(_CCS, _CHANGE_CIPHER_SPEC), (_EPOCH1, finished)], now, final=True)
-        self._complete()
+        self._send_flight(entries + [(_CCS, _CHANGE_CIPHER_SPEC), (_EPOCH1, finished)], now,
+                          final=True)
+        self._complete(now)
 
     # -- both sides ----------------------------------------------------------------------
 
     def _install_keys(self, pre_master_secret: SecretBytes) -> None:
         """Master secret, key block and the epoch-1 cipher states (RFC 5246 8.1, 6.3)."""
-        assert self._suite is not None
         prf = self._prf
         if self._extended_master_secret:
             # RFC 7627 4: session_hash covers the transcript through ClientKeyExchange.
@@ -996,13 +1210,20 @@ class Connection:
         if self.configuration.keylog is not None:
             # Only where the user asked for it (SSLKEYLOGFILE, for Wireshark).
             self.configuration.keylog(keylog_line(self._client_random, self._master_secret))
+        self._derive_keys()
+
+    def _derive_keys(self) -> None:
+        """Key block and epoch-1 cipher states from the master secret (RFC 5246 6.3); an
+        abbreviated handshake comes here directly with the session's master secret."""
+        assert self._suite is not None and self._master_secret is not None
+        prf = self._prf
         material: KeyMaterial = derive_key_material(
             prf, self._master_secret, self._client_random, self._server_random,
             self._suite.protection(self._encrypt_then_mac))
         protection = material.protection
-        self._write_states[1] = CipherState(protection, epoch=1, version=DTLS1_2,
+        self._write_states[1] = CipherState(protection, epoch=1, version=self._version,
                                             **material.cipher_state_kwargs(self.is_client))
-        self._read_states[1] = CipherState(protection, epoch=1, version=DTLS1_2,
+        self._read_states[1] = CipherState(protection, epoch=1, version=self._version,
                                            **material.cipher_state_kwargs(not self.is_client))
         self._key_pair = None  # forward secrecy: the ephemeral key is no longer needed
 
@@ -1011,14 +1232,39 @@ class Connection:
         return verify_data(self._prf, self._master_secret, self._transcript.digest(self._prf),
                            from_client=from_client, length=self._suite.verify_data_length)
 
-    def _complete(self) -> None:
+    def _new_session(self, now: float) -> Session:
+        """The session a full handshake made (RFC 5246 7.4.1.2)."""
+        assert self._suite is not None and self._master_secret is not None
+        ticket = self._new_ticket
+        return Session(
+            self._session_id, self._version, self._suite.suite, self._master_secret,
+            self._extended_master_secret, now,
+            server_name=self.configuration.server_name if self.is_client else self._server_name,
+            alpn_protocol=self._alpn_protocol, psk_identity=self._psk_identity,
+            peer_certificate_chain=self._peer_chain,
+            ticket=ticket.ticket if ticket is not None else b"",
+            ticket_lifetime_hint=ticket.ticket_lifetime_hint if ticket is not None else 0)
+
+    def _complete(self, now: float) -> None:
         assert self._suite is not None
         self._handshake_deadline = None
         self._set_state(HandshakeState.ESTABLISHED)
         if self.is_client and self._suite.uses_psk:
             self._psk_identity = self.configuration.psk_identity
+        config = self.configuration
+        if self.is_client:
+            if not self._resumed:
+                self._session = self._new_session(now)
+            elif self._new_ticket is not None and self._new_ticket.ticket:
+                assert self._session is not None  # RFC 5077 3.4: the server renewed it
+                self._session = replace(self._session, ticket=self._new_ticket.ticket,
+                                        ticket_lifetime_hint=self._new_ticket.ticket_lifetime_hint)
+        elif not self._resumed and self._session is not None and config.session_cache_size > 0:
+            # Resumable only once the handshake completed (RFC 5246 7.4.1.2).
+            config.session_cache.put(self._session, max_entries=config.session_cache_size)
         self._event(HandshakeCompleted(
-            version=DTLS1_2, cipher_suite=self._suite.suite, named_group=self._group,
+            version=self._version, cipher_suite=self._suite.suite, named_group=self._group,
+            resumed=self._resumed,
             extended_master_secret=self._extended_master_secret,
             encrypt_then_mac=self._encrypt_then_mac,
             alpn_protocol=self._alpn_protocol, psk_identity=self._psk_identity,
@@ -1049,6 +1295,7 @@ _TRANSITIONS: dict[tuple[HandshakeState, int], Handler] = {
     (_S.WAIT_SERVER_HELLO_DONE, _T.server_hello_done): Connection._client_server_hello_done,
     (_S.WAIT_SERVER_HELLO_DONE_AFTER_REQUEST, _T.server_hello_done):
         Connection._client_server_hello_done,
+    (_S.WAIT_SERVER_FINISHED, _T.new_session_ticket): Connection._client_new_session_ticket,
     (_S.WAIT_SERVER_FINISHED, _T.finished): Connection._client_server_finished,
     (_S.SERVER_WAIT_CLIENT_HELLO, _T.client_hello): Connection._server_client_hello,
     (_S.WAIT_CLIENT_CERTIFICATE, _T.certificate): Connection._server_client_certificate,

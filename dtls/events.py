@@ -41,6 +41,9 @@ class HandshakeCompleted(Event):
     """PSK suites: the identity the client used (RFC 4279 2)."""
     peer_certificate: x509.Certificate | None = None
     peer_certificate_chain: tuple[bytes, ...] = field(default=(), repr=False)
+    resumed: bool = False
+    """An abbreviated handshake resumed an earlier session (RFC 5246 7.3); the peer
+    certificate is then the one verified when the session was made."""
 
 
 @dataclass(frozen=True)

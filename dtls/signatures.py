@@ -172,3 +172,52 @@ def verify(key: PublicKey, scheme: Scheme, signature: bytes, data: bytes, *,
             key.verify(signature, data, _padding(scheme), algorithm)
     except InvalidSignature:
         raise DecryptError(f"{what} does not verify") from None
+
+
+# -- DTLS 1.0 (TLS 1.1 rules): no SignatureAndHashAlgorithm on the wire ------------------
+
+
+class _MD5SHA1(hashes.HashAlgorithm):
+    """OpenSSL's "md5-sha1" digest: PKCS#1 v1.5 over it carries no DigestInfo, which is
+    exactly TLS 1.1's RSA signature (RFC 4346 4.7: a 36-byte MD5 || SHA-1 block)."""
+
+    name = "md5-sha1"
+    digest_size = 36
+    block_size = 64
+
+
+def legacy_digest(data: bytes) -> bytes:
+    """MD5(data) || SHA-1(data): what DTLS 1.0 signs (the transcript has the same form)."""
+    md5 = hashes.Hash(hashes.MD5())
+    sha1 = hashes.Hash(hashes.SHA1())
+    md5.update(data)
+    sha1.update(data)
+    return md5.finalize() + sha1.finalize()
+
+
+def sign_legacy(key: PrivateKey, digest: bytes) -> bytes:
+    """Sign an MD5 || SHA-1 `digest` as DTLS 1.0 does: RSA PKCS#1 v1.5 over all 36 bytes
+    without DigestInfo (RFC 4346 7.4.3, 7.4.8); ECDSA over the SHA-1 part (RFC 4492 5.4,
+    5.8).  Ed25519 has no DTLS 1.0 form."""
+    if len(digest) != 36:
+        raise ValueError("a DTLS 1.0 signature covers a 36-byte MD5 || SHA-1 digest")
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return key.sign(digest[16:], ec.ECDSA(Prehashed(hashes.SHA1())))
+    if isinstance(key, rsa.RSAPrivateKey):
+        return key.sign(digest, padding.PKCS1v15(), Prehashed(_MD5SHA1()))
+    raise ValueError("DTLS 1.0 signs with RSA or ECDSA keys only")
+
+
+def verify_legacy(key: PublicKey, signature: bytes, digest: bytes, *,
+                  what: str = "signature") -> None:
+    """Check a DTLS 1.0 signature over an MD5 || SHA-1 `digest` (see `sign_legacy`)."""
+    try:
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(signature, digest[16:], ec.ECDSA(Prehashed(hashes.SHA1())))
+        elif isinstance(key, rsa.RSAPublicKey):
+            key.verify(signature, digest, padding.PKCS1v15(), Prehashed(_MD5SHA1()))
+        else:
+            raise IllegalParameter(f"{what}: a {key_kind(key).value} key cannot sign in "
+                                   "DTLS 1.0")
+    except InvalidSignature:
+        raise DecryptError(f"{what} does not verify") from None
