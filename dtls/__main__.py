@@ -1,0 +1,7 @@
+"""`python -m dtls`: see dtls.cli."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
