@@ -56,13 +56,18 @@ GnuTLS 3.7.9 (``gnutls-serv`` / ``gnutls-cli --udp``, Debian package ``gnutls-bi
       0.0.0.0 and :: (no bind-address option); we only ever connect to 127.0.0.1.
       Cookies (HelloVerifyRequest) on by default, ``--nocookie`` off.
     * gnutls-cli does not exit when its stdin closes in UDP mode; stop() kills it.
+    * gnutls-cli 3.7.9 dies of SIGSEGV in every ECDHE-PSK DTLS handshake, against
+      gnutls-serv as against us (gnutls-serv is fine as an ECDHE-PSK server); shown by
+      test_interop_gnutls.py::test_gnutls_cli_segfaults_on_ecdhe_psk_with_gnutls_serv_too.
 
 mbed TLS 2.28.8 via python-mbedtls 2.10.1 (PyPI ``python-mbedtls``, manylinux wheel for
 CPython 3.11, bundles its own libmbedtls)
     * DTLS 1.2 and DTLS 1.0 (``mbedtls.tls._SUPPORTED_DTLS_VERSION``).
     * Suites: every row of `SUITES` (``mbedtls.tls.ciphers_available()``).
     * EtM and EMS: always offered/accepted (compiled in); python-mbedtls exposes no switch,
-      so an ``etm=False`` / ``ems=False`` mbed TLS peer is reported unavailable.
+      so an ``etm=False`` / ``ems=False`` mbed TLS peer is reported unavailable (the
+      interop suite tests "CBC without EtM" against mbed TLS by turning EtM off on our
+      side; test_interop_mbedtls.py::test_mbedtls_cannot_turn_encrypt_then_mac_off).
     * PSK: ``DTLSConfiguration(pre_shared_key=(id, key))`` / ``pre_shared_key_store``.
     * Certificates: ECDSA and RSA keys; *no Ed25519* (mbed TLS 2.28 cannot parse the key).
       ``pk.ECC.from_file`` silently loads an RSA key too, so the worker is told the key type.

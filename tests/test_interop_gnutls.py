@@ -189,3 +189,53 @@ def test_ed25519_certificate_both_roles(tmp_path: Path) -> None:
     finally:
         sock.close()
         client_process.stop()
+
+
+# ----------------------------------------------------------------------------- required cells
+# Issue #3's list, against gnutls in both roles (tests/interop_fixtures.py REQUIRED_CASES):
+# all cells of this peer run concurrently once (run_cells), then each is reported by its own
+# test so `python tests/interop_matrix.py` shows them in the REQUIRED table.
+
+# Registered before its first import: its asserts get pytest's rewriting, and loading it as a
+# plugin later (test_peers_selfcheck.py) does not warn that it was imported unrewritten.
+pytest.register_assert_rewrite("interop_fixtures")
+from interop_fixtures import check_cell, required_cell_params
+
+
+@pytest.fixture(scope="module")
+def required_cells():  # type: ignore[no-untyped-def]
+    from certs import cached_pki
+    from interop_fixtures import run_cells
+    return run_cells(cached_pki(), "gnutls")
+
+
+@pytest.mark.parametrize("role, case", required_cell_params("gnutls"))
+def test_required_cell(required_cells, role: str, case: str) -> None:  # type: ignore[no-untyped-def]
+    check_cell(required_cells, role, case)
+
+
+@pytest.mark.parametrize("ecdhe_psk", ["TLS_ECDHE_PSK_WITH_CHACHA20_POLY1305_SHA256",
+                                       "TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA"])
+def test_gnutls_cli_segfaults_on_ecdhe_psk_with_gnutls_serv_too(ecdhe_psk: str) -> None:
+    """Peer against peer, without our stack: gnutls-cli dies of SIGSEGV in an ECDHE-PSK DTLS
+    handshake with gnutls-serv, while the same pair completes plain PSK (control: the
+    harness and the PSK credentials are fine).  If a GnuTLS upgrade fixes this, this test
+    fails: add the suite to CLI_CASES and drop the n/a cell in interop_matrix.py."""
+    import signal
+
+    from peers import GnuTLSClient, GnuTLSServer, PeerError, unavailable_reason
+
+    reason = unavailable_reason("gnutls", [], "1.2")
+    if reason:
+        pytest.skip(reason)
+    with GnuTLSServer(suite="TLS_PSK_WITH_AES_128_GCM_SHA256", timeout=5) as server, \
+            GnuTLSClient(suite="TLS_PSK_WITH_AES_128_GCM_SHA256", port=server.port,
+                         timeout=5) as client:
+        assert client.wait_handshake().iana == "TLS_PSK_WITH_AES_128_GCM_SHA256"
+        client.exchange("control")
+    with GnuTLSServer(suite=ecdhe_psk, timeout=5) as server, \
+            GnuTLSClient(suite=ecdhe_psk, port=server.port, timeout=5) as client:
+        with pytest.raises(PeerError, match="exited with code"):
+            client.wait_handshake()
+        assert client.proc is not None
+        assert client.proc.wait(5) == -signal.SIGSEGV, client.diagnostics()

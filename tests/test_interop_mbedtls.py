@@ -28,6 +28,9 @@ tls = pytest.importorskip("mbedtls.tls", reason="python-mbedtls not installed")
 mx = pytest.importorskip("mbedtls.x509")
 mpk = pytest.importorskip("mbedtls.pk")
 
+# mbed TLS always negotiates encrypt-then-MAC for CBC suites (python-mbedtls cannot turn it
+# off) and ours offers it by default, so the CBC cases here run with EtM ("-etm" in the id);
+# without EtM, see test_required_cell (our side turns it off).
 SUITES = {
     CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256: "TLS-ECDHE-ECDSA-WITH-AES-128-GCM-SHA256",
     CipherSuite.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256:
@@ -90,7 +93,7 @@ def _mbed_configuration(pki: dict[str, Any], suite: CipherSuite, *, server: bool
         **common)
 
 
-@pytest.mark.parametrize("suite", list(SUITES), ids=lambda s: s.name)
+@pytest.mark.parametrize("suite", list(SUITES), ids=lambda s: s.name + "-etm" * ("CBC" in s.name))
 def test_our_client_against_mbedtls_server(pki, suite: CipherSuite) -> None:
     raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     raw.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # mbed's accept() rebinds
@@ -126,6 +129,7 @@ def test_our_client_against_mbedtls_server(pki, suite: CipherSuite) -> None:
                   on_event=events, timeout=TIMEOUT)
         done = events.of_type(HandshakeCompleted)
         assert done and done[0].cipher_suite is suite, (events.items, client.stats, result)
+        assert done[0].encrypt_then_mac is ("CBC" in suite.name)
         client.send(b"hello mbed")
         drive_udp(client, sock, until=events.has(ApplicationData), on_event=events,
                   timeout=TIMEOUT)
@@ -137,7 +141,7 @@ def test_our_client_against_mbedtls_server(pki, suite: CipherSuite) -> None:
         listener.close()
 
 
-@pytest.mark.parametrize("suite", list(SUITES), ids=lambda s: s.name)
+@pytest.mark.parametrize("suite", list(SUITES), ids=lambda s: s.name + "-etm" * ("CBC" in s.name))
 def test_mbedtls_client_against_our_server(pki, suite: CipherSuite) -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
@@ -169,6 +173,7 @@ def test_mbedtls_client_against_our_server(pki, suite: CipherSuite) -> None:
         done = events.of_type(HandshakeCompleted)
         assert done and done[0].cipher_suite is suite, (events.items, server.stats, result)
         assert server.stats["hello_verify_request"] == 1
+        assert done[0].encrypt_then_mac is ("CBC" in suite.name)
         assert events.of_type(ApplicationData)[0].data == b"hello from mbed"
         server.send(b"hello from python")
         drive_udp(server, sock, until=lambda: "data" in result or "error" in result,
@@ -177,3 +182,68 @@ def test_mbedtls_client_against_our_server(pki, suite: CipherSuite) -> None:
         assert result.get("data") == b"hello from python", result
     finally:
         sock.close()
+
+
+# ----------------------------------------------------------------------------- required cells
+# Issue #3's list, against mbedtls in both roles (tests/interop_fixtures.py REQUIRED_CASES):
+# all cells of this peer run concurrently once (run_cells), then each is reported by its own
+# test so `python tests/interop_matrix.py` shows them in the REQUIRED table.
+
+# Registered before its first import: its asserts get pytest's rewriting, and loading it as a
+# plugin later (test_peers_selfcheck.py) does not warn that it was imported unrewritten.
+pytest.register_assert_rewrite("interop_fixtures")
+from interop_fixtures import check_cell, required_cell_params
+
+
+@pytest.fixture(scope="module")
+def required_cells():  # type: ignore[no-untyped-def]
+    from certs import cached_pki
+    from interop_fixtures import run_cells
+    return run_cells(cached_pki(), "mbedtls")
+
+
+@pytest.mark.parametrize("role, case", required_cell_params("mbedtls"))
+def test_required_cell(required_cells, role: str, case: str) -> None:  # type: ignore[no-untyped-def]
+    check_cell(required_cells, role, case)
+
+
+def test_mbedtls_cannot_turn_encrypt_then_mac_off() -> None:
+    """Why 'without EtM' is tested against mbed TLS by turning it off on OUR side: the
+    python-mbedtls configuration has no encrypt-then-MAC setting, and (peer against peer,
+    without our stack) an mbed TLS server negotiates EtM with an OpenSSL client that
+    offers it, an mbed TLS client offers it to an OpenSSL server that accepts it."""
+    import dataclasses
+    import inspect
+
+    from peers import (
+        MbedTLSClient,
+        MbedTLSServer,
+        OpenSSLClient,
+        OpenSSLServer,
+        unavailable_reason,
+    )
+
+    fields = ({f.name for f in dataclasses.fields(tls.DTLSConfiguration)}
+              if dataclasses.is_dataclass(tls.DTLSConfiguration)
+              else set(inspect.signature(tls.DTLSConfiguration).parameters))
+    assert fields and not [f for f in fields if "etm" in f.lower() or "encrypt" in f.lower()
+                           or "mac" in f.lower()], fields
+    assert unavailable_reason("mbedtls", [], "1.2", etm=False) is not None
+    if unavailable_reason("openssl", [], "1.2"):
+        pytest.skip(unavailable_reason("openssl", [], "1.2"))
+    from certs import cached_pki
+    pki = cached_pki()
+    cbc = "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA"
+    with MbedTLSServer(suite=cbc, cert=pki.server_ecdsa, timeout=8) as server:
+        client = OpenSSLClient(suite=cbc, port=server.port, ca=pki.ca.cert_path, timeout=8)
+        with client:
+            assert client.wait_handshake().iana == cbc
+            client.exchange("etm?")
+        assert client.handshakes[0].etm is True, client.trace_text[-2000:]  # from -trace
+    # ... and the mbed TLS client offers it: s_server -no_etm is the only way to avoid it.
+    with OpenSSLServer(suite=cbc, cert=pki.server_ecdsa, timeout=8, trace=True) as server, \
+            MbedTLSClient(suite=cbc, port=server.port, ca=pki.ca.cert_path,
+                          timeout=8) as client:
+        client.wait_handshake()
+        client.exchange("etm?")
+    assert "encrypt_then_mac" in server.trace_text, server.trace_text[-2000:]
