@@ -99,7 +99,8 @@ class DtlsConfiguration:
     the server asks, RFC 5246 7.4.6)."""
     private_key: PrivateKey | None = field(default=None, repr=False)
     """EC (P-256/P-384) or Ed25519 for ECDHE_ECDSA suites, RSA for ECDHE_RSA (RFC 8422 2);
-    a client's is used for CertificateVerify (ECDSA or RSA only)."""
+    a client's signs CertificateVerify (ECDSA, RSA or, in DTLS 1.2, Ed25519 over the
+    handshake messages, RFC 8422 5.8)."""
     server_name: str | None = None
     """Client: the name sent in server_name (RFC 6066 3) and checked against the certificate."""
 

@@ -16,7 +16,7 @@ Scope so far: full DTLS 1.2 handshakes (RFC 6347 4.2, RFC 5246 7) with ECDHE_ECD
 (RFC 4279) and ECDHE_PSK (RFC 5489) suites, AES-GCM, ChaCha20-Poly1305 or AES-CBC
 (MAC-then-encrypt or RFC 7366 encrypt-then-MAC), over x25519, secp256r1 or secp384r1; the
 extended master secret (RFC 7627, required by default); the server's stateless
-HelloVerifyRequest cookie (RFC 6347 4.2.1); client certificates (ECDSA, RSA) on request;
+HelloVerifyRequest cookie (RFC 6347 4.2.1); client certificates (ECDSA, RSA, Ed25519) on request;
 ALPN (RFC 7301); RFC 5705 exporter and an NSS key log; session resumption by session ID
 (RFC 5246 7.4.1.2, server-side LRU cache) and by RFC 5077 ticket, abbreviated handshake
 only for extended-master-secret sessions (RFC 7627 5.3); DTLS 1.0 (RFC 4347) when the
@@ -61,6 +61,7 @@ from .alerts import (
     DecodeError,
     HandshakeFailure,
     IllegalParameter,
+    InternalError,
     ProtocolVersionError,
     UnexpectedMessage,
 )
@@ -97,6 +98,7 @@ from .messages import (
     Certificate,
     CertificateRequest,
     CertificateVerify,
+    ClientCertificateType,
     ClientHello,
     ClientKeyExchange,
     ClientKeyExchangeECDHE,
@@ -140,6 +142,7 @@ from .signatures import (
     TRANSCRIPT_SCHEMES,
     KeyKind,
     Scheme,
+    choose_scheme,
     key_kind,
     legacy_digest,
     scheme_for,
@@ -740,7 +743,13 @@ class Connection:
         self._server_random = msg.random
         self._session_id = msg.session_id
         self._expect_ticket = find_extension(msg.extensions, SessionTicket) is not None
-        self._transcript = HandshakeTranscript()
+        # RFC 8422 5.8: an Ed25519 CertificateVerify signs the messages themselves, so keep
+        # them while the server may still ask for our Ed25519 certificate.
+        key = self.configuration.private_key
+        self._transcript = HandshakeTranscript(keep_messages=(
+            negotiated.version == DTLS1_2 and self._suite.needs_certificate
+            and bool(self.configuration.certificate_chain) and key is not None
+            and key_kind(key) is KeyKind.ED25519))
         self._add_to_transcript(self._client_hello_wire)
         self._add_to_transcript(wire)
         offered = self._offered_session
@@ -755,6 +764,7 @@ class Connection:
                 # RFC 7627 5.3: the session used it, the resumption must too.
                 raise HandshakeFailure("server resumed an extended-master-secret session "
                                        "without the extension (RFC 7627 5.3)")
+            self._transcript.drop_messages()  # no CertificateVerify in an abbreviated one
             self._resume(offered)
             self._set_state(HandshakeState.WAIT_SERVER_FINISHED)
             return
@@ -772,13 +782,17 @@ class Connection:
         else:
             leaf = load_leaf(self._peer_chain)
         kind = key_kind(leaf.public_key())  # type: ignore[arg-type]  # others: alert
+        expected: tuple[KeyKind, ...]
         if self.is_client:
             assert self._suite is not None
             # RFC 8422 2: ECDHE_ECDSA needs an ECDSA (or EdDSA, 5.1.3) key, ECDHE_RSA an RSA key.
             expected = ((KeyKind.RSA,) if self._suite.authentication is Authentication.RSA
                         else (KeyKind.ECDSA, KeyKind.ED25519))
+        elif self._version == DTLS1_2:
+            # CertificateVerify signs a digest, or with Ed25519 the kept messages.
+            expected = (KeyKind.ECDSA, KeyKind.RSA, KeyKind.ED25519)
         else:
-            expected = (KeyKind.ECDSA, KeyKind.RSA)  # CertificateVerify signs a digest
+            expected = (KeyKind.ECDSA, KeyKind.RSA)  # RFC 4346 7.4.8: no Ed25519 form
         if kind not in expected:
             raise AlertError(f"a {kind.value} certificate does not fit "
                              f"{self._suite.name if self._suite else 'this handshake'}",
@@ -849,7 +863,7 @@ class Connection:
             if self._version == DTLS1_0:
                 legacy_signing = can_answer_legacy(self.configuration, self._certificate_request)
             else:
-                signing = can_answer(self.configuration, self._certificate_request)
+                signing = self._certificate_verify_scheme(self._certificate_request)
             chain = (self.configuration.certificate_chain
                      if signing is not None or legacy_signing else [])
             certificate = self._handshake(Certificate([c.public_bytes(Encoding.DER)
@@ -863,9 +877,14 @@ class Connection:
         self._install_keys(pre_master_secret)
         if signing is not None:
             # RFC 5246 7.4.8: sign every handshake message so far, ClientKeyExchange included.
-            assert self.configuration.private_key is not None and signing.transcript
-            signature = sign(self.configuration.private_key, signing,
-                             self._transcript.digest(signing.transcript), prehashed=True)
+            assert self.configuration.private_key is not None
+            if signing.transcript is None:
+                # RFC 8422 5.8 / RFC 8032: Ed25519 signs the messages, not a digest.
+                signature = sign(self.configuration.private_key, signing,
+                                 self._transcript_messages())
+            else:
+                signature = sign(self.configuration.private_key, signing,
+                                 self._transcript.digest(signing.transcript), prehashed=True)
             verify = self._handshake(CertificateVerify(signing.code, signature))
             self._add_to_transcript(verify)
             entries.append((_EPOCH0, verify))
@@ -877,12 +896,32 @@ class Connection:
                 self._transcript.digest(PrfAlgorithm.MD5_SHA1))))
             self._add_to_transcript(verify)
             entries.append((_EPOCH0, verify))
+        self._transcript.drop_messages()  # no CertificateVerify of ours can follow
         finished = self._handshake(Finished(self._verify_data(from_client=True)))
         self._add_to_transcript(finished)
         entries += [(_CCS, _CHANGE_CIPHER_SPEC), (_EPOCH1, finished)]
         self._write_epoch = 1
         self._send_flight(entries, now)
         self._set_state(HandshakeState.WAIT_SERVER_FINISHED)
+
+    def _certificate_verify_scheme(self, request: CertificateRequest) -> Scheme | None:
+        """How our certificate answers a DTLS 1.2 CertificateRequest; None: send none."""
+        key = self.configuration.private_key
+        if (key is not None and self.configuration.certificate_chain
+                and key_kind(key) is KeyKind.ED25519):
+            # RFC 8422 5.5: ecdsa_sign also asks for EdDSA certificates.
+            if ClientCertificateType.ecdsa_sign not in request.certificate_types:
+                return None
+            return choose_scheme(key, request.supported_signature_algorithms,
+                                 for_transcript=True)
+        return can_answer(self.configuration, request)
+
+    def _transcript_messages(self) -> bytes:
+        """The kept handshake messages an Ed25519 CertificateVerify covers."""
+        if not self._transcript.keeps_messages:
+            raise InternalError("an Ed25519 CertificateVerify needs the handshake messages, "
+                                "which were not kept")
+        return self._transcript.messages()
 
     def _client_key_exchange(self) -> tuple[ClientKeyExchange, SecretBytes]:
         """Our ClientKeyExchange and the premaster secret, per key exchange."""
@@ -1048,9 +1087,13 @@ class Connection:
         self._client_random = msg.random
         self._server_random = os.urandom(32)
 
-        self._transcript = HandshakeTranscript()
+        # RFC 8422 5.8: keep the messages while the client may answer our CertificateRequest
+        # with an Ed25519 certificate (its CertificateVerify signs them, not a digest).
+        self._transcript = HandshakeTranscript(keep_messages=(
+            self._version == DTLS1_2 and config.client_auth is not ClientAuth.NONE))
         self._add_to_transcript(wire)
         if session is not None:
+            self._transcript.drop_messages()  # abbreviated: no CertificateVerify
             # RFC 5246 7.4.1.3: echo the client's session ID; RFC 5077 3.4: also for a
             # ticket.  Abbreviated handshake: SH, [NewSessionTicket], CCS, Finished.
             self._session_id = msg.session_id
@@ -1100,6 +1143,8 @@ class Connection:
             # RFC 4279 2: plain PSK sends a ServerKeyExchange only to carry a hint.
             flight.append(self._handshake(ServerKeyExchangePSK(config.psk_identity_hint)))
         requesting = suite.needs_certificate and config.client_auth is not ClientAuth.NONE
+        if not requesting:
+            self._transcript.drop_messages()
         if requesting:
             flight.append(self._handshake(certificate_request(config, self._version)))
         flight.append(self._handshake(ServerHelloDone()))
@@ -1116,6 +1161,9 @@ class Connection:
         elif self.configuration.client_auth is ClientAuth.REQUIRE:
             # RFC 5246 7.4.6: the server may answer an empty list with handshake_failure.
             raise HandshakeFailure("client sent no certificate, and one is required")
+        if self._peer_certificate is None or key_kind(
+                self._peer_certificate.public_key()) is not KeyKind.ED25519:  # type: ignore[arg-type]
+            self._transcript.drop_messages()  # only an Ed25519 CertificateVerify needs them
         self._add_to_transcript(wire)
         self._set_state(HandshakeState.WAIT_CLIENT_KEY_EXCHANGE)
 
@@ -1162,12 +1210,24 @@ class Connection:
             self._set_state(HandshakeState.WAIT_CLIENT_FINISHED)
             return
         scheme = scheme_for(msg.signature_algorithm)
-        if scheme.transcript is None or scheme.code not in TRANSCRIPT_SCHEMES:
+        if scheme.code not in TRANSCRIPT_SCHEMES:
             raise IllegalParameter(f"CertificateVerify with {scheme.code.name}, which our "
                                    "CertificateRequest did not offer")
-        verify_signature(self._peer_certificate.public_key(),  # type: ignore[arg-type]
-                         scheme, msg.signature, self._transcript.digest(scheme.transcript),
-                         prehashed=True, what="CertificateVerify signature")
+        public_key = self._peer_certificate.public_key()
+        if scheme.transcript is None:
+            # RFC 8422 5.8 / RFC 8032: Ed25519 over the handshake messages themselves.
+            if key_kind(public_key) is not KeyKind.ED25519:  # type: ignore[arg-type]
+                raise IllegalParameter(f"CertificateVerify uses {scheme.code.name} but the "
+                                       f"certificate key is {key_kind(public_key).value}")  # type: ignore[arg-type]
+            messages = self._transcript_messages()
+            verify_signature(public_key, scheme, msg.signature, messages,  # type: ignore[arg-type]
+                             what=f"Ed25519 CertificateVerify signature (over "
+                                  f"{len(messages)} bytes of handshake messages)")
+        else:
+            verify_signature(public_key,  # type: ignore[arg-type]
+                             scheme, msg.signature, self._transcript.digest(scheme.transcript),
+                             prehashed=True, what="CertificateVerify signature")
+        self._transcript.drop_messages()
         self._add_to_transcript(wire)
         self._set_state(HandshakeState.WAIT_CLIENT_FINISHED)
 
@@ -1248,6 +1308,7 @@ class Connection:
     def _complete(self, now: float) -> None:
         assert self._suite is not None
         self._handshake_deadline = None
+        self._transcript.drop_messages()
         self._set_state(HandshakeState.ESTABLISHED)
         if self.is_client and self._suite.uses_psk:
             self._psk_identity = self.configuration.psk_identity

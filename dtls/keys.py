@@ -26,7 +26,7 @@ from enum import Enum
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 
-from .alerts import DecodeError, DecryptError, IllegalParameter
+from .alerts import DecodeError, DecryptError, IllegalParameter, InternalError
 from .extensions import NamedGroup
 from .protection import Protection
 
@@ -159,6 +159,13 @@ def handshake_hash(algorithm: PrfAlgorithm, handshake_messages: Buffer) -> bytes
     return hashlib.new(algorithm.value, data).digest()
 
 
+MAX_KEPT_TRANSCRIPT = 256 * 1024
+"""Cap on the handshake messages a transcript keeps for an Ed25519 CertificateVerify.
+
+The messages up to CertificateVerify are ClientHello through ClientKeyExchange: with the
+reassembler's 64 KiB per-message cap, two certificate chains at the cap still fit."""
+
+
 class HandshakeTranscript:
     """Running hash of the handshake messages, for every PRF at once.
 
@@ -167,18 +174,33 @@ class HandshakeTranscript:
     messages, so memory is constant however long the handshake.  In DTLS the caller feeds
     each message with its 12-byte handshake header reassembled as if unfragmented, and
     leaves out the first ClientHello and HelloVerifyRequest (RFC 6347 4.2.1, 4.2.6).
+
+    With `keep_messages` the transcript also keeps the messages themselves, exactly the
+    bytes hashed, for a signature that covers the messages rather than a digest: an
+    Ed25519 CertificateVerify (RFC 8422 5.8 with RFC 8032 pure EdDSA).  That copy is
+    bounded by `limit` (InternalError past it) and should be dropped with
+    `drop_messages` as soon as no CertificateVerify can need it.
     """
 
-    __slots__ = ("_md5", "_sha1", "_sha256", "_sha384")
+    __slots__ = ("_limit", "_md5", "_messages", "_sha1", "_sha256", "_sha384")
 
-    def __init__(self) -> None:
+    def __init__(self, *, keep_messages: bool = False,
+                 limit: int = MAX_KEPT_TRANSCRIPT) -> None:
         self._md5 = hashlib.md5()
         self._sha1 = hashlib.sha1()
         self._sha256 = hashlib.sha256()
         self._sha384 = hashlib.sha384()
+        self._messages: bytearray | None = bytearray() if keep_messages else None
+        self._limit = limit
 
     def update(self, message: Buffer) -> None:
         """Append one handshake message (header included) to the transcript."""
+        if self._messages is not None:
+            if len(self._messages) + len(message) > self._limit:
+                self._messages = None
+                raise InternalError(f"handshake messages exceed {self._limit} bytes, the "
+                                    "most we keep for an Ed25519 CertificateVerify")
+            self._messages += message
         for h in (self._md5, self._sha1, self._sha256, self._sha384):
             h.update(message)
 
@@ -190,8 +212,25 @@ class HandshakeTranscript:
             return self._sha256.copy().digest()
         return self._sha384.copy().digest()
 
+    @property
+    def keeps_messages(self) -> bool:
+        """Whether `messages` is available (kept from the start and not dropped)."""
+        return self._messages is not None
+
+    def messages(self) -> bytes:
+        """The handshake messages so far, concatenated; ValueError unless kept."""
+        if self._messages is None:
+            raise ValueError("this transcript does not keep its handshake messages")
+        return bytes(self._messages)
+
+    def drop_messages(self) -> None:
+        """Forget the kept messages (the hashes keep running); idempotent."""
+        self._messages = None
+
     def __repr__(self) -> str:
-        return "HandshakeTranscript()"
+        if self._messages is None:
+            return "HandshakeTranscript()"
+        return f"HandshakeTranscript(keeping {len(self._messages)} bytes)"
 
 
 # --- master secret, key block --------------------------------------------------------------

@@ -5,10 +5,10 @@ RFC 8446 4.2.3 code points for it, including RSA-PSS and Ed25519 (RFC 8422 5.1.3
 (D)TLS 1.2 an ECDSA code point fixes the hash only, not the curve.
 
 * ECDSA (P-256, P-384 keys) and RSA PKCS#1 v1.5 / PSS sign a hash; for CertificateVerify
-  we sign the running transcript digest (`Prehashed`), since the transcript keeps hashes,
-  not messages (dtls.keys.HandshakeTranscript).
-* Ed25519 signs the message itself, so it is used for ServerKeyExchange (whose signed
-  bytes we have) but not for CertificateVerify; client certificates are ECDSA or RSA.
+  we sign the running transcript digest (`Prehashed`, dtls.keys.HandshakeTranscript).
+* Ed25519 (pure EdDSA, RFC 8032) signs the message itself: the ServerKeyExchange params,
+  and for CertificateVerify the concatenated handshake messages (RFC 8422 5.8), which the
+  transcript keeps for that purpose while a CertificateVerify may still be needed.
 * RSA-PSS uses a salt as long as the hash (RFC 8446 4.2.3) and MGF1 with the same hash.
 """
 
@@ -50,7 +50,8 @@ class Scheme:
 
     @property
     def transcript(self) -> PrfAlgorithm | None:
-        """The transcript digest a CertificateVerify signs; None if it cannot (Ed25519)."""
+        """The transcript digest a CertificateVerify signs; None for Ed25519, which signs
+        the handshake messages themselves."""
         if self.hash is None:
             return None
         return {"sha256": PrfAlgorithm.SHA256, "sha384": PrfAlgorithm.SHA384}.get(self.hash.name)
@@ -70,8 +71,12 @@ _SCHEMES = (
 SCHEMES: dict[int, Scheme] = {int(s.code): s for s in _SCHEMES}
 """Everything we can verify, in the order we offer it (signature_algorithms)."""
 
-TRANSCRIPT_SCHEMES: tuple[int, ...] = tuple(c for c, s in SCHEMES.items() if s.transcript)
-"""What a CertificateVerify may use with us (CertificateRequest.supported_signature_algorithms)."""
+DIGEST_SCHEMES: tuple[int, ...] = tuple(c for c, s in SCHEMES.items() if s.transcript)
+"""The schemes that sign a transcript digest (`Prehashed`): all but Ed25519."""
+
+TRANSCRIPT_SCHEMES: tuple[int, ...] = tuple(SCHEMES)
+"""What a CertificateVerify may use with us (CertificateRequest.supported_signature_algorithms):
+the digest schemes and Ed25519, which signs the kept handshake messages."""
 
 _CURVE_GROUPS = {"secp256r1": NamedGroup.secp256r1, "secp384r1": NamedGroup.secp384r1}
 
@@ -110,13 +115,14 @@ def choose_scheme(key: PrivateKey, offered: Sequence[int] | None, *,
                   for_transcript: bool = False) -> Scheme | None:
     """Our best scheme for `key` that the peer offered, or None.
 
+    `for_transcript`: only schemes a CertificateVerify may use (`TRANSCRIPT_SCHEMES`).
     An ECDSA key prefers the hash matching its curve (P-384 with SHA-384).
     """
     if offered is None:
         return None
     kind = key_kind(key)
     candidates = [s for s in _SCHEMES if s.kind is kind and s.code in offered
-                  and (s.transcript is not None or not for_transcript)]
+                  and (s.code in TRANSCRIPT_SCHEMES or not for_transcript)]
     group = curve_group(key)
     if group is NamedGroup.secp384r1:
         candidates.sort(key=lambda s: s.code != SignatureScheme.ecdsa_secp384r1_sha384)
@@ -161,7 +167,7 @@ def verify(key: PublicKey, scheme: Scheme, signature: bytes, data: bytes, *,
     try:
         if isinstance(key, ed25519.Ed25519PublicKey):
             if prehashed:
-                raise IllegalParameter(f"{what}: Ed25519 is not accepted for CertificateVerify")
+                raise IllegalParameter(f"{what}: Ed25519 cannot verify a prehashed digest")
             key.verify(signature, data)
             return
         assert scheme.hash is not None

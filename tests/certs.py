@@ -9,6 +9,8 @@
 * ``server_ed25519`` -- Ed25519 server leaf, same names (TLS 1.2 use per RFC 8422)
 * ``client_ecdsa`` -- ECDSA P-256 client leaf: CN dtls-test-client, SAN DNS:client.localhost,
   EKU clientAuth
+* ``client_ed25519`` -- Ed25519 client leaf, same names and EKU as ``client_ecdsa``
+  (CertificateVerify over the handshake messages, RFC 8422 5.8)
 * ``expired``      -- ECDSA P-256 server leaf for localhost signed by ``ca``, expired
   yesterday (negative tests: certificate_expired)
 * ``foreign``      -- ECDSA P-256 server leaf for localhost signed by ``other_ca``
@@ -124,6 +126,7 @@ class PKI:
     server_rsa: Leaf
     server_ed25519: Leaf
     client_ecdsa: Leaf
+    client_ed25519: Leaf
     expired: Leaf
     foreign: Leaf
 
@@ -135,7 +138,7 @@ class PKI:
     @property
     def leaves(self) -> tuple[Leaf, ...]:
         return (self.server_ecdsa, self.server_rsa, self.server_ed25519, self.client_ecdsa,
-                self.expired, self.foreign)
+                self.client_ed25519, self.expired, self.foreign)
 
 
 def _key_pem(key: PrivateKey) -> bytes:
@@ -241,15 +244,19 @@ def generate_pki(directory: str | Path) -> PKI:
     def p256() -> ec.EllipticCurvePrivateKey:
         return ec.generate_private_key(ec.SECP256R1())
 
+    def client(stem: str, key: PrivateKey) -> Leaf:
+        return _make_leaf(directory, stem, ca, key, common_name="dtls-test-client",
+                          dns=("client.localhost",), ips=(), client=True,
+                          not_before=valid[0], not_after=valid[1])
+
     return PKI(
         directory=directory, ca=ca, other_ca=other,
         server_ecdsa=server("server_ecdsa", ca, p256()),
         server_rsa=server("server_rsa", ca,
                           rsa.generate_private_key(public_exponent=65537, key_size=2048)),
         server_ed25519=server("server_ed25519", ca, ed25519.Ed25519PrivateKey.generate()),
-        client_ecdsa=_make_leaf(directory, "client_ecdsa", ca, p256(),
-                                common_name="dtls-test-client", dns=("client.localhost",),
-                                ips=(), client=True, not_before=valid[0], not_after=valid[1]),
+        client_ecdsa=client("client_ecdsa", p256()),
+        client_ed25519=client("client_ed25519", ed25519.Ed25519PrivateKey.generate()),
         expired=server("expired", ca, p256(), lapsed),
         foreign=server("foreign", other, p256()),
     )

@@ -41,7 +41,8 @@ GnuTLS 3.7.9 (``gnutls-serv`` / ``gnutls-cli --udp``, Debian package ``gnutls-bi
       needs no security-level override, unlike OpenSSL).
     * Suites: every row of `SUITES` (``gnutls-cli -l``); selected with a priority string
       ``NORMAL:-VERS-ALL:+VERS-DTLS1.x:-CIPHER-ALL:-KX-ALL:-MAC-ALL:+C:+K:+M``.
-    * Ed25519 server certificates work in DTLS 1.2 (the only peer here where they do).
+    * Ed25519 server certificates work in DTLS 1.2 (the only peer here where they do), and
+      so do Ed25519 client certificates both ways (tests/test_ed25519_client.py).
     * EtM: ``%NO_ETM`` in the priority string; EMS: ``%NO_SESSION_HASH``. gnutls-cli
       prints ``- Options: extended master secret, safe renegotiation, EtM,`` so both are
       observable on the client.

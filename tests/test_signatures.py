@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from dtls.alerts import AlertDescription, AlertError
 from dtls.extensions import SignatureScheme as S
 from dtls.signatures import (
+    DIGEST_SCHEMES,
     SCHEMES,
     TRANSCRIPT_SCHEMES,
     check_private_key,
@@ -37,7 +38,7 @@ def test_sign_and_verify_every_scheme(code: int) -> None:
         assert info.value.description == AlertDescription.decrypt_error
 
 
-@pytest.mark.parametrize("code", TRANSCRIPT_SCHEMES, ids=lambda c: S(c).name)
+@pytest.mark.parametrize("code", DIGEST_SCHEMES, ids=lambda c: S(c).name)
 def test_prehashed_transcript_signatures(code: int) -> None:
     scheme = SCHEMES[code]
     assert scheme.hash is not None
@@ -48,10 +49,17 @@ def test_prehashed_transcript_signatures(code: int) -> None:
 
 
 def test_ed25519_never_signs_a_transcript_digest() -> None:
-    assert S.ed25519 not in TRANSCRIPT_SCHEMES
-    assert choose_scheme(ED, [S.ed25519], for_transcript=True) is None
+    # RFC 8422 5.8: Ed25519 CertificateVerify signs the handshake messages, not a digest,
+    # so it is offered for CertificateVerify but is no digest scheme.
+    assert S.ed25519 not in DIGEST_SCHEMES
+    assert S.ed25519 in TRANSCRIPT_SCHEMES
+    assert set(DIGEST_SCHEMES) == set(TRANSCRIPT_SCHEMES) - {S.ed25519}
+    assert choose_scheme(ED, [S.ed25519], for_transcript=True).code is S.ed25519  # type: ignore[union-attr]
     with pytest.raises(ValueError):
         sign(ED, SCHEMES[S.ed25519], bytes(32), prehashed=True)
+    with pytest.raises(AlertError) as info:
+        verify(ED.public_key(), SCHEMES[S.ed25519], bytes(64), bytes(32), prehashed=True)
+    assert info.value.description == AlertDescription.illegal_parameter
 
 
 def test_scheme_choice_follows_key_and_offer() -> None:
