@@ -1,8 +1,8 @@
-"""asyncio front-ends for the sans-IO `Connection`: a client and a many-peer server.
+"""asyncio front-ends: a client over the sans-IO `Connection`, and a many-peer server over
+the sans-IO `dtls.server.DtlsServer`.
 
-Both sit on `loop.create_datagram_endpoint`; retransmission timers are `loop.call_at`
-handles re-armed after every input (no polling), and `loop.time()` is the connection's
-clock.  ::
+Both sit on `loop.create_datagram_endpoint`; timers are `loop.call_at` handles re-armed
+after every input (no polling), and `loop.time()` is the sans-IO clock.  ::
 
     client = await dtls.aio.connect("127.0.0.1", 4433, config)   # handshake done
     client.send(b"ping")
@@ -17,16 +17,20 @@ clock.  ::
     ...
     server.close(); await server.wait_closed()  # or: async with server
 
-The server keeps no per-client state before a valid cookie (RFC 6347 4.2.1): datagrams
-from unknown addresses go to one stateless listener `Connection`; when it binds to an
-address (its ClientHello carried a valid cookie) it becomes that peer's connection and a
-fresh listener takes its place.
+The server is a thin adapter: every datagram goes to `dtls.server.DtlsServer` (the same
+core the blocking `dtls.server.DtlsUdpServer` runs), which owns demultiplexing, the
+stateless cookie exchange (RFC 6347 4.2.1), the `ServerLimits` (max sessions, half-open
+handshakes, per-source handshake rate, handshake deadline, idle timeout), RFC 6347 4.2.8
+replacement and the statistics.  The adapter only moves datagrams, arms one timer from
+`get_timer()`, and routes `ServerEvent`s to per-peer handler tasks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import math
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
@@ -35,64 +39,41 @@ from typing import TYPE_CHECKING, Any
 from cryptography import x509
 
 from .config import DtlsConfiguration
-from .connection import Connection, HandshakeState
+from .connection import Connection, ConnectionStateError, HandshakeState
 from .errors import ConnectionClosed, DtlsError, error_for_termination
-from .events import ApplicationData, ConnectionTerminated, HandshakeCompleted
+from .events import ApplicationData, ConnectionTerminated, Event, HandshakeCompleted
 from .recordbase import MAX_PLAINTEXT
+from .server import DtlsServer, ServerEvent, ServerLimits, Session
 from .suites import CipherSuite
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["DtlsClient", "DtlsPeer", "DtlsServer", "connect", "serve"]
+__all__ = ["AsyncDtlsServer", "DtlsClient", "DtlsPeer", "ServerLimits", "connect", "serve"]
 
 logger = logging.getLogger("dtls.aio")
 
 Address = Any
+HandshakeFailedCallback = Callable[[Address, DtlsError], None]
 
 MAX_INBOX = 1024
 """Received payloads held per association until `recv` takes them; more are dropped, as
-a full UDP receive buffer would (counted in `stats["inbox_full"]`)."""
-
-DEFAULT_MAX_SESSIONS = 1024
-DEFAULT_IDLE_TIMEOUT = 300.0
-
-
-def _client_hello_random(datagram: bytes) -> bytes | None:
-    """The random of an epoch-0 ClientHello opening `datagram`, else None.
-
-    Record header (13 bytes, RFC 6347 4.1), handshake header (12, 4.2.2), client_version
-    (2), then the 32-byte random (RFC 5246 7.4.1.2).  A client keeps its random across
-    the cookie exchange (RFC 6347 4.2.1), so a different random means a new handshake.
-    """
-    if len(datagram) < 13 + 12 + 2 + 32 or datagram[0] != 22 or datagram[3:5] != b"\0\0":
-        return None
-    if datagram[13] != 1 or datagram[13 + 6:13 + 9] != b"\0\0\0":  # fragment_offset 0
-        return None
-    return datagram[13 + 14:13 + 14 + 32]
+a full UDP receive buffer would (counted as ``inbox_full`` in the association's stats)."""
 
 
 class _Association:
-    """One `Connection` wired to a datagram transport, a timer and an inbox.
+    """The application side of one association: an inbox, the negotiated parameters and
+    the ending.  `DtlsClient` drives its own `Connection`; `DtlsPeer` is fed by the
+    server core."""
 
-    The base of both `DtlsClient` and `DtlsPeer`: everything that does not depend on
-    who owns the transport.
-    """
-
-    def __init__(self, connection: Connection, transport: asyncio.DatagramTransport,
-                 address: Address) -> None:
+    def __init__(self, connection: Connection) -> None:
         self.connection = connection
-        self._transport = transport
-        self._address = address  # None: a connected (client) transport
         self._loop = asyncio.get_running_loop()
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_when: float | None = None
         self._inbox: deque[bytes] = deque()
+        self._inbox_full = 0
         self._readable = asyncio.Event()  # set when the inbox or the state changed
         self._handshake: HandshakeCompleted | None = None
         self._terminated: ConnectionTerminated | None = None
-        self._handshake_done: asyncio.Future[None] = self._loop.create_future()
-        self._on_terminated: Callable[[], None] | None = None
 
     # -- application API -----------------------------------------------------------------
 
@@ -116,8 +97,7 @@ class _Association:
             raise self._error()
         if self._handshake is None:
             raise ConnectionClosed("the handshake has not completed")  # not reachable via API
-        self.connection.send(payload)
-        self._service()
+        self._transmit(payload)
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._iterate()
@@ -155,100 +135,32 @@ class _Association:
     def peer_certificate(self) -> x509.Certificate | None:
         return self._handshake.peer_certificate if self._handshake else None
 
-    @property
-    def stats(self) -> Any:
-        return self.connection.stats
-
     def export_keying_material(self, label: bytes | str, length: int,
                                context: bytes | None = None) -> bytes:
         """RFC 5705 keying material (e.g. DTLS-SRTP, RFC 5764 4.2)."""
         return self.connection.export_keying_material(label, length, context)
 
-    # -- driving the connection ----------------------------------------------------------
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _transmit(self, payload: bytes) -> None:
+        raise NotImplementedError
 
     def _error(self) -> DtlsError:
         assert self._terminated is not None
         return error_for_termination(self._terminated, established=self._handshake is not None)
 
-    def _datagram_received(self, data: bytes, addr: Address) -> None:
-        self.connection.receive_datagram(data, addr, self._loop.time())
-        self._service()
-
-    def _on_timer(self) -> None:
-        when = self._timer_when
-        self._timer = self._timer_when = None
-        # call_at may fire up to the clock resolution early: never tell the connection
-        # a time before the one it asked for, or it would re-arm the same instant.
-        now = self._loop.time()
-        self.connection.handle_timer(max(now, when) if when is not None else now)
-        self._service()
-
-    def _service(self) -> None:
-        """After every input: send what is queued, deliver events, re-arm the timer."""
-        transport = self._transport
-        for datagram, _addr in self.connection.datagrams_to_send(self._loop.time()):
-            if not transport.is_closing():
-                transport.sendto(datagram, self._address)
-        while (event := self.connection.next_event()) is not None:
-            if isinstance(event, ApplicationData):
-                if len(self._inbox) >= MAX_INBOX:
-                    self.connection.stats["inbox_full"] += 1
-                    continue
-                self._inbox.append(event.data)
-            elif isinstance(event, HandshakeCompleted):
-                self._handshake = event
-                if not self._handshake_done.done():
-                    self._handshake_done.set_result(None)
-                self._on_established()
-            elif isinstance(event, ConnectionTerminated):
-                self._terminated = event
-                if not self._handshake_done.done():
-                    self._handshake_done.set_exception(self._error())
-                    self._handshake_done.exception()  # retrieved: no "never retrieved" log
-                if self._on_terminated is not None:
-                    self._on_terminated()
-            self._wake()
-        self._arm_timer()
-
-    def _on_established(self) -> None:
-        pass
-
-    def _wake(self) -> None:
-        self._readable.set()
-
-    def _arm_timer(self) -> None:
-        when = self.connection.get_timer()
-        if when == self._timer_when:
-            return
-        self._cancel_timer()
-        if when is not None:
-            self._timer_when = when
-            self._timer = self._loop.call_at(when, self._on_timer)
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = self._timer_when = None
-
-    def _abort(self, reason: str) -> None:
-        """The transport is gone: end without sending anything."""
-        self._cancel_timer()
-        if self._terminated is None:
-            event = ConnectionTerminated(None, reason, by_peer=False)
+    def _deliver(self, event: Event) -> None:
+        """One core event for this association."""
+        if isinstance(event, ApplicationData):
+            if len(self._inbox) >= MAX_INBOX:
+                self._inbox_full += 1
+                return
+            self._inbox.append(event.data)
+        elif isinstance(event, HandshakeCompleted):
+            self._handshake = event
+        elif isinstance(event, ConnectionTerminated) and self._terminated is None:
             self._terminated = event
-            if not self._handshake_done.done():
-                self._handshake_done.set_exception(self._error())
-                self._handshake_done.exception()
-        self._wake()
-
-    def _close_notify(self) -> None:
-        """Send close_notify (or nothing, before the handshake started) and stop timers."""
-        if self.connection.state not in (HandshakeState.CLIENT_START, HandshakeState.CLOSED):
-            self.connection.close()
-        self._service()
-        self._cancel_timer()
-        if self._terminated is None:  # CLIENT_START: no event from the core
-            self._abort("closed locally")
+        self._readable.set()
 
 
 # -- client ------------------------------------------------------------------------------
@@ -280,8 +192,19 @@ class DtlsClient(_Association):
 
     def __init__(self, connection: Connection, transport: asyncio.DatagramTransport,
                  protocol: _ClientProtocol) -> None:
-        super().__init__(connection, transport, None)
+        super().__init__(connection)
+        self._transport = transport
         self._protocol = protocol
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_when: float | None = None
+        self._handshake_done: asyncio.Future[None] = self._loop.create_future()
+
+    @property
+    def stats(self) -> Any:
+        """The connection's counters (drops by reason, retransmissions, inbox_full...)."""
+        stats = self.connection.stats
+        stats["inbox_full"] = self._inbox_full
+        return stats
 
     async def do_handshake(self) -> None:
         """Start the handshake if needed and wait for it (raises on failure)."""
@@ -292,7 +215,12 @@ class DtlsClient(_Association):
 
     async def close(self) -> None:
         """close_notify, then close the transport and wait until it is gone."""
-        self._close_notify()
+        if self.connection.state not in (HandshakeState.CLIENT_START, HandshakeState.CLOSED):
+            self.connection.close()
+        self._service()
+        self._cancel_timer()
+        if self._terminated is None:  # CLIENT_START: no event from the core
+            self._abort("closed locally")
         self._transport.close()
         await self._protocol.lost
 
@@ -306,6 +234,62 @@ class DtlsClient(_Association):
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         await self.close()
 
+    # -- driving the connection ----------------------------------------------------------
+
+    def _transmit(self, payload: bytes) -> None:
+        self.connection.send(payload)
+        self._service()
+
+    def _datagram_received(self, data: bytes, addr: Address) -> None:
+        self.connection.receive_datagram(data, addr, self._loop.time())
+        self._service()
+
+    def _on_timer(self) -> None:
+        when = self._timer_when
+        self._timer = self._timer_when = None
+        # call_at may fire up to the clock resolution early: never tell the connection
+        # a time before the one it asked for, or it would re-arm the same instant.
+        now = self._loop.time()
+        self.connection.handle_timer(max(now, when) if when is not None else now)
+        self._service()
+
+    def _service(self) -> None:
+        """After every input: send what is queued, deliver events, re-arm the timer."""
+        transport = self._transport
+        for datagram, _addr in self.connection.datagrams_to_send(self._loop.time()):
+            if not transport.is_closing():
+                transport.sendto(datagram)
+        while (event := self.connection.next_event()) is not None:
+            self._deliver(event)
+        self._settle()
+        when = self.connection.get_timer()
+        if when != self._timer_when:
+            self._cancel_timer()
+            if when is not None:
+                self._timer_when = when
+                self._timer = self._loop.call_at(when, self._on_timer)
+
+    def _settle(self) -> None:
+        """Resolve the handshake future once the outcome is known."""
+        if self._handshake_done.done():
+            return
+        if self._handshake is not None:
+            self._handshake_done.set_result(None)
+        elif self._terminated is not None:
+            self._handshake_done.set_exception(self._error())
+            self._handshake_done.exception()  # retrieved: no "never retrieved" log
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._timer_when = None
+
+    def _abort(self, reason: str) -> None:
+        """The transport is gone: end without sending anything."""
+        self._cancel_timer()
+        self._deliver(ConnectionTerminated(None, reason, by_peer=False))
+        self._settle()
+
 
 async def connect(host: str, port: int, config: DtlsConfiguration, *,
                   local_addr: tuple[str, int] | None = None) -> DtlsClient:
@@ -313,6 +297,10 @@ async def connect(host: str, port: int, config: DtlsConfiguration, *,
 
     Bounded by the configuration's `handshake_timeout` (HandshakeTimeout); wrap it in
     `asyncio.wait_for` for a shorter bound (the transport is closed on cancellation).
+    A rejected handshake raises the `dtls.errors` exception for it:
+    CertificateVerificationFailed (we rejected the server's certificate; `.reason` says
+    why: fingerprint, expired, unknown CA...), AlertReceived (the server rejected us,
+    e.g. unknown_psk_identity).
     """
     if not config.is_client:
         raise ValueError("dtls.aio.connect needs a client configuration (is_client=True)")
@@ -335,105 +323,82 @@ async def connect(host: str, port: int, config: DtlsConfiguration, *,
 
 
 class DtlsPeer(_Association):
-    """One client of a `DtlsServer`, as its handler sees it."""
+    """One established client of an `AsyncDtlsServer`, as its handler sees it."""
 
-    def __init__(self, server: DtlsServer, connection: Connection, address: Address) -> None:
-        super().__init__(connection, server._transport_or_fail(), address)
+    def __init__(self, server: AsyncDtlsServer, session: Session,
+                 handshake: HandshakeCompleted) -> None:
+        super().__init__(session.connection)
         self._server = server
-        self._client_hello_random: bytes | None = None
-        self._last_heard = self._loop.time()
-        self._idle_timer: asyncio.TimerHandle | None = None
-        self._idle_closed = False
-        self._arm_idle()
+        self.session = session
+        """The core's `dtls.server.Session` (per-session statistics)."""
+        self._handshake = handshake
+
+    @property
+    def peer_address(self) -> Address:
+        return self.session.address
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """The session's statistics (records/datagrams/bytes in and out, retransmissions,
+        the connection's counters) and ``inbox_full``."""
+        return {**self.session.stats, "inbox_full": self._inbox_full}
 
     async def close(self) -> None:
         """Send close_notify and forget this peer (the server socket stays open)."""
-        self._close_notify()
-        self._server._forget(self)
+        self._server._close_peer(self)
 
-    def _on_established(self) -> None:
-        self._server._start_handler(self)
-
-    def _datagram_received(self, data: bytes, addr: Address) -> None:
-        self._last_heard = self._loop.time()
-        super()._datagram_received(data, addr)
-
-    def _error(self) -> DtlsError:
-        if self._idle_closed:
-            return ConnectionClosed(f"nothing heard from the peer for "
-                                    f"{self._server._idle_timeout:g} s (idle timeout)")
-        return super()._error()
-
-    # Idle timeout: one TimerHandle per peer, re-armed only when it fires (not per
-    # datagram): at expiry it checks when the peer was last heard from.
-    def _arm_idle(self) -> None:
-        timeout = self._server._idle_timeout
-        if timeout is not None and self._terminated is None:
-            self._idle_timer = self._loop.call_at(self._last_heard + timeout, self._check_idle)
-
-    def _check_idle(self) -> None:
-        self._idle_timer = None
-        timeout = self._server._idle_timeout
-        if self._terminated is not None or timeout is None:
-            return
-        if self._loop.time() < self._last_heard + timeout:
-            self._arm_idle()
-            return
-        self._server.stats["idle_closed"] += 1
-        self._idle_closed = True
-        self._close_notify()
-        self._server._forget(self)
-
-    def _stop_idle(self) -> None:
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
+    def _transmit(self, payload: bytes) -> None:
+        self._server._send(self, payload)
 
     def __repr__(self) -> str:
-        return f"<DtlsPeer {self._address} {self.connection.state.value}>"
+        return f"<DtlsPeer {self.session.address} {'closed' if self.closed else 'open'}>"
 
 
 class _ServerProtocol(asyncio.DatagramProtocol):
-    def __init__(self, server: DtlsServer) -> None:
+    def __init__(self, server: AsyncDtlsServer) -> None:
         self.server = server
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
         self.server._datagram_received(data, addr)
 
     def error_received(self, exc: Exception) -> None:
-        self.server.stats["icmp_error"] += 1
+        self.server._icmp_errors += 1
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server._connection_lost(exc)
 
 
-class DtlsServer:
-    """DTLS on one UDP socket, demultiplexed by peer address; see `serve`."""
+class AsyncDtlsServer:
+    """`dtls.server.DtlsServer` on one asyncio UDP transport; see `serve`.
+
+    `core` is the sans-IO server (its `limits`, `sessions`, `stats`); `peers` are the
+    established peers with a running handler.
+    """
 
     def __init__(self, handler: Callable[[DtlsPeer], Awaitable[None]],
-                 config: DtlsConfiguration, *, max_sessions: int,
-                 idle_timeout: float | None) -> None:
+                 config: DtlsConfiguration, limits: ServerLimits | None = None, *,
+                 on_handshake_failed: HandshakeFailedCallback | None = None) -> None:
         if config.is_client:
             raise ValueError("dtls.aio.serve needs a server configuration (is_client=False)")
-        config.validate()
+        self.core = DtlsServer(config, limits)
         self._handler = handler
-        self._config = config
-        self._max_sessions = max_sessions
-        if idle_timeout is not None and idle_timeout <= 0:
-            raise ValueError("idle_timeout must be positive (or None)")
-        self._idle_timeout = idle_timeout
+        self._on_handshake_failed = on_handshake_failed
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.DatagramTransport | None = None
-        self._listener = Connection(config)
-        self._peers: dict[Address, DtlsPeer] = {}
+        self._peers: dict[int, DtlsPeer] = {}  # by session id
         self._tasks: set[asyncio.Task[None]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_when: float | None = None
         self._closing = False
         self._lost: asyncio.Future[None] = self._loop.create_future()
-        self.stats: dict[str, int] = {"sessions": 0, "handshakes": 0, "handshake_failures": 0,
-                                      "session_limit_drops": 0, "new_associations": 0,
-                                      "idle_closed": 0, "icmp_error": 0}
+        self._icmp_errors = 0
+        self._handler_errors = 0
 
     # -- public API ----------------------------------------------------------------------
+
+    @property
+    def limits(self) -> ServerLimits:
+        return self.core.limits
 
     @property
     def address(self) -> Any:
@@ -444,6 +409,25 @@ class DtlsServer:
     @property
     def peers(self) -> list[DtlsPeer]:
         return list(self._peers.values())
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """The core's statistics (`dtls.server.DtlsServer.stats`: sessions, half_open,
+        handshakes_completed/failed, ``handshake_failure_reasons`` (failed handshakes by
+        alert, see `dtls.server.failure_reason`), ``drops`` by reason,
+        records/datagrams/bytes, retransmissions...), plus ``icmp_error`` and
+        ``handler_errors``, and the short names ``handshakes`` (completed),
+        ``handshake_failures`` (= handshakes_failed), ``session_limit_drops``, ``new_associations``
+        (RFC 6347 4.2.8 replacements) and ``idle_closed`` (reaped)."""
+        stats = self.core.stats
+        stats.update(
+            handshakes=stats["handshakes_completed"],
+            handshake_failures=stats["handshakes_failed"],
+            session_limit_drops=stats["drops"].get("session_limit", 0),
+            new_associations=stats["sessions_replaced"],
+            idle_closed=stats["sessions_reaped"],
+            icmp_error=self._icmp_errors, handler_errors=self._handler_errors)
+        return stats
 
     def is_serving(self) -> bool:
         return not self._closing
@@ -456,10 +440,9 @@ class DtlsServer:
         self._closing = True
         for task in self._tasks:
             task.cancel()
-        for peer in list(self._peers.values()):
-            peer._stop_idle()
-            peer._close_notify()
-        self._peers.clear()
+        self.core.close_all()
+        self._pump()
+        self._cancel_timer()
         if self._transport is not None:
             self._transport.close()
         else:
@@ -487,76 +470,84 @@ class DtlsServer:
         self.close()
         await self.wait_closed()
 
-    # -- internals -----------------------------------------------------------------------
-
-    def _transport_or_fail(self) -> asyncio.DatagramTransport:
-        assert self._transport is not None
-        return self._transport
+    # -- inputs to the core --------------------------------------------------------------
 
     def _datagram_received(self, data: bytes, addr: Address) -> None:
         if self._closing:
             return
-        peer = self._peers.get(addr)
-        if peer is not None:
-            random = _client_hello_random(data)
-            if random is None or random == peer._client_hello_random:
-                peer._datagram_received(data, addr)
-                return
-            # RFC 6347 4.2.8: a new ClientHello at epoch 0 from a known address (the
-            # client lost its state, e.g. restarted on the same port).  It goes through
-            # the stateless cookie exchange; the old association is dropped only once
-            # the cookie proved the address (`_listen`).
-        elif len(self._peers) >= self._max_sessions:
-            self.stats["session_limit_drops"] += 1
-            return
-        self._listen(data, addr, replacing=peer)
+        self.core.receive_datagram(data, addr, self._loop.time())
+        self._pump()
 
-    def _listen(self, data: bytes, addr: Address, *, replacing: DtlsPeer | None) -> None:
-        listener = self._listener
-        now = self._loop.time()
-        listener.receive_datagram(data, addr, now)
-        if listener.peer_address is None:
-            # Still stateless: at most a HelloVerifyRequest to send, nothing kept.
-            assert self._transport is not None
-            for datagram, to in listener.datagrams_to_send(now):
-                self._transport.sendto(datagram, to)
-            while listener.next_event() is not None:
-                pass
-            if listener.state is HandshakeState.CLOSED:
-                self._listener = Connection(self._config)
-            return
-        # The cookie checked out: this listener is now the peer's connection.
-        self._listener = Connection(self._config)
-        if replacing is not None:
-            self.stats["new_associations"] += 1
-            replacing._stop_idle()
-            replacing._abort("the peer started a new association (RFC 6347 4.2.8)")
-        peer = DtlsPeer(self, listener, listener.peer_address)
-        peer._client_hello_random = _client_hello_random(data)
-        peer._on_terminated = lambda: self._on_peer_terminated(peer)
-        self._peers[listener.peer_address] = peer
-        self.stats["sessions"] += 1
-        peer._service()
-
-    def _on_peer_terminated(self, peer: DtlsPeer) -> None:
-        if peer._handshake is None:
-            self.stats["handshake_failures"] += 1
-            logger.info("handshake with %s failed: %s", peer.peer_address,
-                        peer._terminated.reason if peer._terminated else "?")
-        self._forget(peer)
-
-    def _forget(self, peer: DtlsPeer) -> None:
-        peer._stop_idle()
-        if self._peers.get(peer.peer_address) is peer:
-            del self._peers[peer.peer_address]
-
-    def _start_handler(self, peer: DtlsPeer) -> None:
-        self.stats["handshakes"] += 1
+    def _on_timer(self) -> None:
+        when = self._timer_when
+        self._timer = self._timer_when = None
         if self._closing:
             return
-        task = self._loop.create_task(self._run_handler(peer))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        now = self._loop.time()  # call_at may fire a little early: never before `when`
+        self.core.handle_timer(max(now, when) if when is not None else now)
+        self._pump()
+
+    def _send(self, peer: DtlsPeer, payload: bytes) -> None:
+        try:
+            self.core.send_to_session(peer.session, payload)
+        except ConnectionStateError:
+            peer._deliver(ConnectionTerminated(None, "the session is gone", by_peer=False))
+            raise peer._error() from None
+        self._pump()
+
+    def _close_peer(self, peer: DtlsPeer) -> None:
+        self.core.close_session(peer.session)
+        self._pump()
+        self._peers.pop(peer.session.id, None)
+        peer._deliver(ConnectionTerminated(None, "closed locally", by_peer=False))
+
+    # -- outputs of the core -------------------------------------------------------------
+
+    def _pump(self) -> None:
+        """After every input: route events, send what is queued, re-arm the timer."""
+        core = self.core
+        while (item := core.next_event()) is not None:
+            self._route(item)
+        transport = self._transport
+        for datagram, addr in core.datagrams_to_send(self._loop.time()):
+            if transport is not None and not transport.is_closing():
+                transport.sendto(datagram, addr)
+        when = None if self._closing else core.get_timer()
+        if when != self._timer_when:
+            self._cancel_timer()
+            if when is not None:
+                self._timer_when = when
+                self._timer = self._loop.call_at(when, self._on_timer)
+
+    def _route(self, item: ServerEvent) -> None:
+        session, event = item.session, item.event
+        peer = self._peers.get(session.id)
+        if isinstance(event, HandshakeCompleted):
+            peer = DtlsPeer(self, session, event)
+            if self._closing:
+                return
+            self._peers[session.id] = peer
+            task = self._loop.create_task(self._run_handler(peer))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
+        if peer is None:
+            if isinstance(event, ConnectionTerminated) and not session.established:
+                self._handshake_failed(item.address, event)
+            return
+        if isinstance(event, ConnectionTerminated):
+            del self._peers[session.id]
+        peer._deliver(event)
+
+    def _handshake_failed(self, address: Address, event: ConnectionTerminated) -> None:
+        error = error_for_termination(event, established=False)
+        logger.info("handshake with %s failed: %s", address, error)
+        if self._on_handshake_failed is not None:
+            try:
+                self._on_handshake_failed(address, error)
+            except Exception:
+                self._handler_errors += 1
+                logger.exception("on_handshake_failed callback failed")
 
     async def _run_handler(self, peer: DtlsPeer) -> None:
         try:
@@ -566,41 +557,68 @@ class DtlsServer:
         except DtlsError as exc:
             logger.info("handler for %s ended: %s", peer.peer_address, exc)
         except Exception:
+            self._handler_errors += 1
             logger.exception("handler for %s failed", peer.peer_address)
         finally:
             # The handler is done with its peer: end the association (close_notify).
             if not peer.closed and not self._closing:
-                await peer.close()
-            self._forget(peer)
+                self._close_peer(peer)
+            self._peers.pop(peer.session.id, None)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._timer_when = None
 
     def _connection_lost(self, exc: Exception | None) -> None:
         if not self._closing:
             logger.warning("server transport lost: %s", exc)
             self.close()
+        self._cancel_timer()
         for peer in list(self._peers.values()):
-            peer._stop_idle()
-            peer._abort("server transport closed")
+            peer._deliver(ConnectionTerminated(None, "server transport closed", by_peer=False))
         self._peers.clear()
         if not self._lost.done():
             self._lost.set_result(None)
 
 
+_UNSET: Any = object()
+
+
 async def serve(handler: Callable[[DtlsPeer], Awaitable[None]], host: str | None, port: int,
                 config: DtlsConfiguration, *,
-                max_sessions: int = DEFAULT_MAX_SESSIONS,
-                idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
-                **endpoint_kw: Any) -> DtlsServer:
+                limits: ServerLimits | None = None,
+                max_sessions: int | None = None,
+                idle_timeout: float | None = _UNSET,
+                on_handshake_failed: HandshakeFailedCallback | None = None,
+                **endpoint_kw: Any) -> AsyncDtlsServer:
     """Serve DTLS on one UDP socket, calling `await handler(peer)` as a task for every
     peer whose handshake completed (like `asyncio.start_server`).
 
-    Datagrams from addresses beyond `max_sessions` associations (half-open included) are
-    dropped before the listener sees them.  A peer not heard from for `idle_timeout`
-    seconds gets close_notify and its handler's `recv` raises ConnectionClosed (None: no
-    idle timeout).  When the handler returns, the peer gets close_notify.
+    `limits` (`dtls.server.ServerLimits`, safe defaults) bounds sessions, half-open
+    handshakes, the per-source handshake rate, the handshake deadline and idle time;
+    `max_sessions` and `idle_timeout` are shortcuts that override those two fields
+    (`idle_timeout=None`: no idle timeout).  An idle peer gets close_notify and its
+    handler's `recv` raises ConnectionClosed.  When the handler returns, the peer gets
+    close_notify.
+
+    A handshake that fails (the client rejected our certificate, an unknown PSK
+    identity, the deadline...) never reaches `handler`; it is counted in
+    ``server.stats["handshakes_failed"]`` and, by alert, in
+    ``server.stats["handshake_failure_reasons"]`` (e.g. ``{"received_bad_certificate": 1}``),
+    and `on_handshake_failed(address, error)` is called with the `dtls.errors` exception
+    the server side saw (AlertReceived, AlertSent, HandshakeTimeout...).
     `endpoint_kw` goes to `loop.create_datagram_endpoint` (reuse_port...).
     """
+    limits = dataclasses.replace(limits) if limits is not None else ServerLimits()
+    if max_sessions is not None:
+        limits.max_sessions = max_sessions
+    if idle_timeout is not _UNSET:
+        if idle_timeout is not None and idle_timeout <= 0:
+            raise ValueError("idle_timeout must be positive (or None)")
+        limits.idle_timeout = math.inf if idle_timeout is None else idle_timeout
     loop = asyncio.get_running_loop()
-    server = DtlsServer(handler, config, max_sessions=max_sessions, idle_timeout=idle_timeout)
+    server = AsyncDtlsServer(handler, config, limits, on_handshake_failed=on_handshake_failed)
     transport, _ = await loop.create_datagram_endpoint(
         lambda: _ServerProtocol(server), local_addr=(host or "0.0.0.0", port), **endpoint_kw)
     server._transport = transport

@@ -6,7 +6,7 @@ the same thing for the same cause:
 
     DtlsError
     ├── HandshakeTimeout            (also a TimeoutError) the peer never completed it
-    ├── AlertReceived               the peer sent a fatal alert (.description)
+    ├── AlertReceived               the peer sent a fatal alert (.description, .hint)
     ├── AlertSent                   we aborted with a fatal alert (.description)
     │   └── CertificateVerificationFailed   the peer's certificate failed our check (.reason)
     └── ConnectionClosed            orderly close (close_notify), by either side
@@ -31,6 +31,25 @@ _CERTIFICATE_ALERTS = frozenset({
 })
 
 
+_PEER_HINTS = {
+    AlertDescription.bad_certificate: "it rejected our certificate (check the peer's trust "
+                                      "settings: pinned fingerprint, CA, expected name)",
+    AlertDescription.unsupported_certificate: "it cannot use our certificate's key type",
+    AlertDescription.certificate_unknown: "it rejected our certificate",
+    AlertDescription.certificate_expired: "it says our certificate has expired "
+                                          "(or the clocks disagree)",
+    AlertDescription.certificate_revoked: "it says our certificate was revoked",
+    AlertDescription.unknown_ca: "it does not trust the CA that issued our certificate",
+    AlertDescription.unknown_psk_identity: "it does not know our PSK identity",
+    AlertDescription.handshake_failure: "no acceptable parameters in common (cipher "
+                                        "suites, groups, signature algorithms) or it "
+                                        "requires a client certificate",
+    AlertDescription.protocol_version: "it does not support the DTLS version we offered",
+}
+_HANDSHAKE_MAC_HINT = ("it could not authenticate our handshake: the keys differ, most "
+                       "likely a wrong pre-shared key")
+
+
 def _name(description: AlertDescription | int | None) -> str:
     if isinstance(description, AlertDescription):
         return description.name
@@ -48,10 +67,14 @@ class HandshakeTimeout(DtlsError, TimeoutError):
 class AlertReceived(DtlsError):
     """The peer ended the connection with a fatal alert (RFC 5246 7.2)."""
 
-    def __init__(self, description: AlertDescription | int, reason: str = "") -> None:
+    def __init__(self, description: AlertDescription | int, reason: str = "", *,
+                 hint: str = "") -> None:
         self.description = description
         self.reason = reason
-        super().__init__(f"the peer sent a fatal {_name(description)} alert")
+        self.hint = hint
+        """What the alert usually means for us (empty when nothing useful can be said)."""
+        message = f"the peer sent a fatal {_name(description)} alert"
+        super().__init__(f"{message}: {hint}" if hint else message)
 
 
 class AlertSent(DtlsError):
@@ -87,7 +110,11 @@ def error_for_termination(event: ConnectionTerminated, *, established: bool) -> 
             return HandshakeTimeout(event.reason or "the handshake timed out")
         return ConnectionClosed(event.reason or "the connection ended", by_peer=event.by_peer)
     if event.by_peer:
-        return AlertReceived(alert, event.reason)
+        hint = _PEER_HINTS.get(alert, "")  # type: ignore[call-overload]
+        if not established and alert in (AlertDescription.bad_record_mac,
+                                         AlertDescription.decrypt_error):
+            hint = _HANDSHAKE_MAC_HINT
+        return AlertReceived(alert, event.reason, hint=hint)
     if alert in _CERTIFICATE_ALERTS:
         return CertificateVerificationFailed(alert, event.reason)
     return AlertSent(alert, event.reason)

@@ -24,7 +24,10 @@ How it keeps its promises:
   carrying application data until the new handshake completes, and is then dropped.
 * Timers: one heap of deadlines (retransmission timers, handshake deadlines, idle checks)
   with lazy invalidation, so `handle_timer` touches only sessions whose deadline passed.
-* Statistics: `DtlsServer.stats` (server-wide) and `Session.stats` (per session).
+* Statistics: `DtlsServer.stats` (server-wide, including failed handshakes by alert in
+  ``stats["handshake_failure_reasons"]``, see `failure_reason`) and `Session.stats` (per session).
+  A failed handshake is also a `ServerEvent` whose session is not established and whose
+  event is the `ConnectionTerminated` (`dtls.errors.error_for_termination` names it).
 
 `DtlsUdpServer` runs a `DtlsServer` on one blocking UDP socket with a selector loop;
 `serve(address, configuration, handler)` is the one-call form.
@@ -44,7 +47,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .alerts import AlertError
+from .alerts import AlertDescription, AlertError
 from .config import DtlsConfiguration
 from .connection import Connection, ConnectionStateError
 from .events import ApplicationData, ConnectionTerminated, Event, HandshakeCompleted
@@ -57,7 +60,8 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 __all__ = [
-    "DtlsServer", "DtlsUdpServer", "ServerEvent", "ServerLimits", "Session", "serve",
+    "DtlsServer", "DtlsUdpServer", "ServerEvent", "ServerLimits", "Session",
+    "failure_reason", "serve",
 ]
 
 logger = logging.getLogger("dtls.server")
@@ -186,6 +190,18 @@ _CONN_TIMER, _DEADLINE, _IDLE = 0, 1, 2
 _LISTENER = object()  # routing target: the stateless listener
 
 
+def failure_reason(event: ConnectionTerminated) -> str:
+    """The key a failed handshake is counted under in `stats["handshake_failure_reasons"]`:
+    ``received_<alert>`` (the peer rejected us, e.g. ``received_bad_certificate`` when a
+    client did not accept our certificate), ``sent_<alert>`` (we rejected the peer, e.g.
+    ``sent_unknown_psk_identity``) or ``no_alert`` (deadline, timeout, local close)."""
+    alert = event.alert
+    if alert is None:
+        return "no_alert"
+    name = alert.name if isinstance(alert, AlertDescription) else f"alert_{int(alert)}"
+    return f"{'received' if event.by_peer else 'sent'}_{name}"
+
+
 def _source_key(addr: Address) -> Any:
     """What the rate limit counts by: the IP address (ports are free to pick)."""
     return addr[0] if isinstance(addr, tuple) and addr else addr
@@ -243,12 +259,13 @@ class DtlsServer:
         """Server-wide statistics: counters, drops by reason, and the listener's counts."""
         c = self.counters
         drops = {k[len("drop_"):]: v for k, v in c.items() if k.startswith("drop_")}
+        failures = {k[len("fail_"):]: v for k, v in c.items() if k.startswith("fail_")}
         listener = self._retired_listener_stats + self._listener.stats
         return {
             "sessions": len(self._by_id), "half_open": len(self._half_open),
             **{k: 0 for k in _STAT_KEYS},
-            **{k: v for k, v in c.items() if not k.startswith("drop_")},
-            "drops": drops, "listener": dict(listener),
+            **{k: v for k, v in c.items() if not k.startswith(("drop_", "fail_"))},
+            "drops": drops, "handshake_failure_reasons": failures, "listener": dict(listener),
             "retransmissions": sum(s.retransmissions for s in self._by_id.values())
             + c["retransmissions_of_removed"],
         }
@@ -303,15 +320,18 @@ class DtlsServer:
             elif kind == _DEADLINE:
                 if not session.established:
                     self._drop("handshake_deadline")
-                    self._remove(session, now, ConnectionTerminated(
+                    event = ConnectionTerminated(
                         None, f"handshake did not complete within "
-                        f"{self.limits.handshake_deadline:g} s", by_peer=False))
+                        f"{self.limits.handshake_deadline:g} s", by_peer=False)
+                    self._handshake_failed(event)
+                    self._remove(session, now, event)
             elif kind == _IDLE:
                 idle_until = session.last_activity + self.limits.idle_timeout
                 if now >= idle_until:
                     self.counters["sessions_reaped"] += 1
-                    self._close_and_remove(session, now, f"idle for "
-                                           f"{self.limits.idle_timeout:g} s: reaped")
+                    self._close_and_remove(session, now, f"nothing heard from the peer "
+                                           f"for {self.limits.idle_timeout:g} s "
+                                           f"(idle timeout): reaped")
                 else:
                     self._push(idle_until, session, _IDLE)
         self._compact()
@@ -527,7 +547,7 @@ class DtlsServer:
                 self._completed(session, event, now)
             elif isinstance(event, ConnectionTerminated):
                 if not session.established:
-                    self.counters["handshakes_failed"] += 1
+                    self._handshake_failed(event)
                 self._remove(session, now, event)
                 removed = True
                 continue
@@ -570,9 +590,10 @@ class DtlsServer:
             self._queue(datagram, to if to is not None else session.address, session)
         while conn.next_event() is not None:
             pass
+        event = ConnectionTerminated(None, reason, by_peer=False)
         if not session.established:
-            self.counters["handshakes_failed"] += 1
-        self._remove(session, now, ConnectionTerminated(None, reason, by_peer=False))
+            self._handshake_failed(event)
+        self._remove(session, now, event)
 
     def _remove(self, session: Session, now: float | None, event: Event | None) -> None:
         if self._by_id.pop(session.id, None) is None:
@@ -590,6 +611,11 @@ class DtlsServer:
         self.counters["sessions_removed"] += 1
         if event is not None:
             self._emit(ServerEvent(addr, session, event))
+
+    def _handshake_failed(self, event: ConnectionTerminated) -> None:
+        self.counters["handshakes_failed"] += 1
+        self.counters[f"fail_{failure_reason(event)}"] += 1
+        logger.info("handshake failed: %s", event.reason or failure_reason(event))
 
     def _emit(self, event: ServerEvent) -> None:
         if len(self._events) >= self.limits.max_pending_events:

@@ -1,6 +1,7 @@
-"""Helpers for the front-end tests (test_sock.py, test_aio.py): configurations and an
-asyncio DTLS server running on its own event loop in a background thread, so blocking
-clients can be tested against it."""
+"""Helpers for the front-end tests (test_sock.py, test_aio.py, test_server.py):
+configurations, an asyncio DTLS server running on its own event loop in a background
+thread (so blocking clients can be tested against it), and `FAILURE_CASES`, the rejected
+handshakes every front-end must report the same way on both sides."""
 
 from __future__ import annotations
 
@@ -12,10 +13,14 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
+from certs import PKI, Leaf
 from dtls_testing import make_certificate
 
+import dtls
 import dtls.aio
+from dtls.alerts import AlertDescription
 from dtls.config import DtlsConfiguration
+from dtls.errors import AlertReceived, AlertSent, CertificateVerificationFailed, DtlsError
 from dtls.verify import fingerprint_sha256
 
 TIMEOUT = 10.0
@@ -59,7 +64,7 @@ class ServerThread:
         self.loop.set_debug(True)
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
-        self.server: dtls.aio.DtlsServer = self.call(
+        self.server: dtls.aio.AsyncDtlsServer = self.call(
             dtls.aio.serve(handler, "127.0.0.1", 0, config or server_config(), **kw))
         self.address: tuple[str, int] = self.server.address
         self.leftover_tasks: set[asyncio.Task[Any]] = set()
@@ -93,3 +98,82 @@ def server_thread(handler: Callable[[dtls.aio.DtlsPeer], Awaitable[None]] = echo
     finally:
         server.close()
     assert not server.leftover_tasks, server.leftover_tasks
+
+
+# -- rejected handshakes ------------------------------------------------------------------
+
+
+def leaf_server_config(leaf: Leaf, **kw: Any) -> DtlsConfiguration:
+    """A server presenting one of the test PKI's leaves (tests/certs.py)."""
+    return DtlsConfiguration(is_client=False, certificate_chain=[leaf.cert],
+                             private_key=leaf.key, **kw)
+
+
+def ca_client_config(pki: PKI, **kw: Any) -> DtlsConfiguration:
+    """A client verifying the server's chain against the test PKI's root CA."""
+    return DtlsConfiguration(server_name="localhost", ca_certificates=(pki.ca.cert,), **kw)
+
+
+PSK_TABLE = {b"known client": b"k" * 16}
+
+
+@dataclasses.dataclass(frozen=True)
+class FailureCase:
+    """A handshake that must fail, and what each side must report."""
+
+    name: str
+    server: Callable[[PKI], DtlsConfiguration]
+    client: Callable[[PKI], DtlsConfiguration]
+    alert: AlertDescription
+    """The alert that ends the handshake (both sides report it as `.description`)."""
+    client_error: type[DtlsError]
+    client_words: tuple[str, ...]
+    """Lower-case words the client's error message must contain (what to fix)."""
+    server_error: type[DtlsError]
+    server_reason: str
+    """The key of `stats["handshake_failure_reasons"]` (dtls.server.failure_reason)."""
+
+
+FAILURE_CASES = (
+    FailureCase("wrong_pinned_fingerprint", lambda pki: server_config(),
+                lambda pki: client_config(pinned_sha256=(b"\x01" * 32,)),
+                AlertDescription.bad_certificate, CertificateVerificationFailed,
+                ("fingerprint", "pinned"), AlertReceived, "received_bad_certificate"),
+    FailureCase("expired_certificate", lambda pki: leaf_server_config(pki.expired),
+                ca_client_config, AlertDescription.certificate_expired,
+                CertificateVerificationFailed, ("expired",),
+                AlertReceived, "received_certificate_expired"),
+    FailureCase("unknown_ca", lambda pki: leaf_server_config(pki.foreign),
+                ca_client_config, AlertDescription.unknown_ca,
+                CertificateVerificationFailed, ("unknown_ca", "trusted root"),
+                AlertReceived, "received_unknown_ca"),
+    FailureCase("unknown_psk_identity", lambda pki: server_config(psk_lookup=PSK_TABLE.get),
+                lambda pki: client_config(pinned_sha256=(), psk=b"k" * 16,
+                                          psk_identity=b"stranger"),
+                AlertDescription.unknown_psk_identity, AlertReceived, ("psk identity",),
+                AlertSent, "sent_unknown_psk_identity"),
+    FailureCase("wrong_psk_key", lambda pki: server_config(psk_lookup=PSK_TABLE.get),
+                lambda pki: client_config(pinned_sha256=(), psk=b"w" * 16,
+                                          psk_identity=b"known client"),
+                AlertDescription.bad_record_mac, AlertReceived, ("pre-shared key",),
+                AlertSent, "sent_bad_record_mac"),
+)
+
+
+def check_client_error(case: FailureCase, error: BaseException | None) -> None:
+    assert type(error) is case.client_error, (case.name, repr(error))
+    assert isinstance(error, (AlertReceived, AlertSent))
+    assert error.description is case.alert, (case.name, error.description)
+    for word in case.client_words:
+        assert word in str(error).lower(), (case.name, word, str(error))
+
+
+def blocking_handshake_error(address: tuple[str, int],
+                             config: DtlsConfiguration) -> BaseException | None:
+    """The exception the blocking client (dtls.connect) raises for a handshake."""
+    try:
+        with dtls.connect(address, config, timeout=5) as sock:
+            sock.do_handshake()
+    except DtlsError as exc:
+        return exc
+    return None

@@ -18,11 +18,21 @@ import time
 import warnings
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from dtls_testing import PeerProcess, free_udp_port, write_pki
-from frontend_testing import TIMEOUT, client_config, echo, fast, server_config
+from frontend_testing import (
+    FAILURE_CASES,
+    TIMEOUT,
+    FailureCase,
+    blocking_handshake_error,
+    check_client_error,
+    client_config,
+    echo,
+    fast,
+    server_config,
+)
 
 import dtls
 import dtls.aio
@@ -36,6 +46,11 @@ from dtls.errors import (
 )
 from dtls.recordbase import DTLS1_2
 from dtls.verify import fingerprint_sha256
+
+if TYPE_CHECKING:
+    from certs import PKI
+
+pytest_plugins = ["interop_fixtures"]  # fixture: pki (tests/certs.py, expired/foreign leaves)
 
 HOST = "127.0.0.1"
 
@@ -427,4 +442,49 @@ def test_idle_peers_are_closed_and_forgotten(caplog: pytest.LogCaptureFixture) -
             with pytest.raises(ConnectionClosed) as info:
                 await client.recv()  # the server's close_notify
             assert info.value.by_peer
+    run(main(), caplog)
+
+
+@pytest.mark.parametrize("client_kind", ["asyncio", "blocking"])
+@pytest.mark.parametrize("case", FAILURE_CASES, ids=lambda case: case.name)
+def test_rejected_handshake_is_reported_on_both_sides(
+        case: FailureCase, client_kind: str, pki: PKI,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Wrong pinned fingerprint, expired certificate, unknown CA, wrong PSK: the client
+    raises the specific dtls.errors exception with a message saying what to fix; the
+    server never runs the handler, calls on_handshake_failed with its side's exception
+    (same alert) and counts the failure by alert in its stats."""
+    calls: list[object] = []
+    failures: list[tuple[Any, BaseException]] = []
+
+    async def handler(peer: dtls.aio.DtlsPeer) -> None:
+        calls.append(peer)
+
+    async def main() -> None:
+        async with await dtls.aio.serve(
+                handler, HOST, 0, case.server(pki),
+                on_handshake_failed=lambda addr, exc: failures.append((addr, exc))) as server:
+            config = case.client(pki)
+            if client_kind == "asyncio":
+                with pytest.raises(case.client_error) as info:
+                    await dtls.aio.connect(*server.address, config)
+                error: BaseException | None = info.value
+            else:
+                error = await asyncio.to_thread(blocking_handshake_error, server.address,
+                                                config)
+            check_client_error(case, error)
+            for _ in range(200):
+                if failures:
+                    break
+                await asyncio.sleep(0.01)
+            [(address, server_error)] = failures
+            assert address[0] == HOST
+            assert type(server_error) is case.server_error
+            assert server_error.description is case.alert  # type: ignore[attr-defined]
+            stats = server.stats
+            assert stats["handshakes_failed"] == 1 and stats["handshake_failures"] == 1
+            assert stats["handshake_failure_reasons"] == {case.server_reason: 1}
+            assert stats["handshakes_completed"] == 0 and stats["sessions"] == 0
+            assert server.peers == []
+        assert calls == []
     run(main(), caplog)

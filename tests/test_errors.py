@@ -45,7 +45,16 @@ def test_messages_say_what_happened() -> None:
     received = error_for_termination(
         ConnectionTerminated(A.unknown_psk_identity, "peer sent unknown_psk_identity", True),
         established=False)
-    assert str(received) == "the peer sent a fatal unknown_psk_identity alert"
+    assert str(received) == ("the peer sent a fatal unknown_psk_identity alert: "
+                             "it does not know our PSK identity")
+    wrong_key = error_for_termination(
+        ConnectionTerminated(A.bad_record_mac, "peer sent bad_record_mac", True),
+        established=False)
+    assert "wrong pre-shared key" in str(wrong_key)
+    later = error_for_termination(
+        ConnectionTerminated(A.bad_record_mac, "peer sent bad_record_mac", True),
+        established=True)
+    assert str(later) == "the peer sent a fatal bad_record_mac alert"
     failed = error_for_termination(ConnectionTerminated(
         A.bad_certificate, "bad_certificate: fingerprint mismatch", False), established=False)
     assert "fingerprint mismatch" in str(failed) and failed.reason.endswith("mismatch")

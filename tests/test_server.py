@@ -12,16 +12,28 @@ import threading
 import time
 import tracemalloc
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from dtls_testing import make_certificate
+from frontend_testing import (
+    FAILURE_CASES,
+    FailureCase,
+    blocking_handshake_error,
+    check_client_error,
+)
 
 from dtls.config import DtlsConfiguration
 from dtls.connection import Connection, HandshakeState
+from dtls.errors import error_for_termination
 from dtls.events import ApplicationData, ConnectionTerminated, HandshakeCompleted
 from dtls.server import DtlsServer, DtlsUdpServer, ServerEvent, ServerLimits
 from dtls.verify import fingerprint_sha256
+
+if TYPE_CHECKING:
+    from certs import PKI
+
+pytest_plugins = ["interop_fixtures"]  # fixture: pki (tests/certs.py)
 
 CERT, KEY = make_certificate()
 FINGERPRINT = fingerprint_sha256(CERT)
@@ -547,3 +559,40 @@ def test_session_resumption_across_server_sessions() -> None:
     [done] = net.server_events(HandshakeCompleted, second)
     assert getattr(done.event, "resumed", False)
     assert len(net.server) == 2 and net.server.half_open == 0
+
+
+@pytest.mark.parametrize("case", FAILURE_CASES, ids=lambda case: case.name)
+def test_udp_server_reports_rejected_handshakes(case: FailureCase, pki: PKI) -> None:
+    """The blocking DtlsUdpServer reports the same failures as dtls.aio.serve (they share
+    the DtlsServer core): the handler never runs, on_event sees the ConnectionTerminated
+    of a never-established session, and stats count it by alert."""
+    handled: list[bytes] = []
+    events: list[ServerEvent] = []
+
+    def handler(session: Any, data: bytes) -> bytes:
+        handled.append(data)
+        return data
+
+    with DtlsUdpServer(("127.0.0.1", 0), case.server(pki), handler=handler,
+                       on_event=events.append) as udp_server:
+        thread = threading.Thread(target=udp_server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            error = blocking_handshake_error(udp_server.server_address, case.client(pki))
+            check_client_error(case, error)
+            deadline = time.monotonic() + 5
+            while not events and time.monotonic() < deadline:
+                time.sleep(0.01)
+        finally:
+            udp_server.shutdown()
+            thread.join(timeout=5)
+        assert not thread.is_alive()
+        [item] = events
+        assert isinstance(item.event, ConnectionTerminated) and not item.session.established
+        server_error = error_for_termination(item.event, established=False)
+        assert type(server_error) is case.server_error
+        assert item.event.alert is case.alert
+        stats = udp_server.core.stats
+        assert stats["handshakes_failed"] == 1 and stats["handshakes_completed"] == 0
+        assert stats["handshake_failure_reasons"] == {case.server_reason: 1}
+        assert stats["sessions"] == 0 and handled == []
