@@ -863,7 +863,7 @@ class Connection:
             if self._version == DTLS1_0:
                 legacy_signing = can_answer_legacy(self.configuration, self._certificate_request)
             else:
-                signing = self._certificate_verify_scheme(self._certificate_request)
+                signing = can_answer(self.configuration, self._certificate_request)
             chain = (self.configuration.certificate_chain
                      if signing is not None or legacy_signing else [])
             certificate = self._handshake(Certificate([c.public_bytes(Encoding.DER)
@@ -903,18 +903,6 @@ class Connection:
         self._write_epoch = 1
         self._send_flight(entries, now)
         self._set_state(HandshakeState.WAIT_SERVER_FINISHED)
-
-    def _certificate_verify_scheme(self, request: CertificateRequest) -> Scheme | None:
-        """How our certificate answers a DTLS 1.2 CertificateRequest; None: send none."""
-        key = self.configuration.private_key
-        if (key is not None and self.configuration.certificate_chain
-                and key_kind(key) is KeyKind.ED25519):
-            # RFC 8422 5.5: ecdsa_sign also asks for EdDSA certificates.
-            if ClientCertificateType.ecdsa_sign not in request.certificate_types:
-                return None
-            return choose_scheme(key, request.supported_signature_algorithms,
-                                 for_transcript=True)
-        return can_answer(self.configuration, request)
 
     def _transcript_messages(self) -> bytes:
         """The kept handshake messages an Ed25519 CertificateVerify covers."""

@@ -193,13 +193,16 @@ def check_server_hello(config: DtlsConfiguration, offer: ClientHello,
 
 
 _CERTIFICATE_TYPES = {KeyKind.ECDSA: ClientCertificateType.ecdsa_sign,
-                      KeyKind.RSA: ClientCertificateType.rsa_sign}
+                      KeyKind.RSA: ClientCertificateType.rsa_sign,
+                      # RFC 8422 5.5: ecdsa_sign also asks for EdDSA certificates.
+                      KeyKind.ED25519: ClientCertificateType.ecdsa_sign}
 
 
 def can_answer(config: DtlsConfiguration, request: CertificateRequest) -> Scheme | None:
-    """How our certificate can answer a CertificateRequest (RFC 5246 7.4.4): its type
-    requested and a scheme offered that signs a transcript digest; None means answer with
-    an empty list and let the server decide (7.4.6)."""
+    """How our certificate can answer a DTLS 1.2 CertificateRequest (RFC 5246 7.4.4): its
+    type requested and a scheme offered that can sign the transcript (a digest, or for
+    Ed25519 the messages themselves, RFC 8422 5.8); None means answer with an empty list and
+    let the server decide (7.4.6)."""
     key = config.private_key
     if not config.certificate_chain or key is None:
         return None
@@ -214,7 +217,9 @@ def can_answer_legacy(config: DtlsConfiguration, request: CertificateRequest) ->
     """DTLS 1.0 (RFC 4346 7.4.4): our certificate fits if its type was requested (the
     signature is then fixed by the key type, RFC 4346 7.4.8 / RFC 4492 5.8)."""
     key = config.private_key
+    # DTLS 1.0 predates EdDSA in TLS: its ecdsa_sign means ECDSA over SHA-1 only.
     return bool(config.certificate_chain) and key is not None \
+        and key_kind(key) is not KeyKind.ED25519 \
         and _CERTIFICATE_TYPES.get(key_kind(key)) in request.certificate_types
 
 

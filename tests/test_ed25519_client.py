@@ -30,6 +30,7 @@ from dtls.extensions import SignatureScheme
 from dtls.fragments import parse_fragments
 from dtls.keys import MAX_KEPT_TRANSCRIPT, HandshakeTranscript
 from dtls.messages import CertificateRequest, ClientCertificateType, HandshakeType
+from dtls.negotiation import can_answer, can_answer_legacy
 from dtls.record import split_records
 from dtls.recordbase import DTLS1_0, ContentType
 from dtls.signatures import TRANSCRIPT_SCHEMES
@@ -252,16 +253,15 @@ def test_ed25519_is_offered_for_certificate_verify() -> None:
 
 def test_client_answers_only_requests_it_can_sign_for(ed25519_client: Any) -> None:
     cert, key = ed25519_client
-    client = Connection(DtlsConfiguration(verify_peer=False, certificate_chain=[cert],
-                                          private_key=key))
+    config = DtlsConfiguration(verify_peer=False, certificate_chain=[cert], private_key=key)
     ecdsa, rsa = ClientCertificateType.ecdsa_sign, ClientCertificateType.rsa_sign
-    answer = client._certificate_verify_scheme(
-        CertificateRequest([ecdsa], list(TRANSCRIPT_SCHEMES), []))
+    answer = can_answer(config, CertificateRequest([ecdsa], list(TRANSCRIPT_SCHEMES), []))
     assert answer is not None and answer.code is SignatureScheme.ed25519
-    assert client._certificate_verify_scheme(
-        CertificateRequest([rsa], list(TRANSCRIPT_SCHEMES), [])) is None
-    assert client._certificate_verify_scheme(CertificateRequest(
+    assert can_answer(config, CertificateRequest([rsa], list(TRANSCRIPT_SCHEMES), [])) is None
+    assert can_answer(config, CertificateRequest(
         [ecdsa], [SignatureScheme.ecdsa_secp256r1_sha256], [])) is None
+    # DTLS 1.0's ecdsa_sign is ECDSA over SHA-1 only: no Ed25519 answer there.
+    assert not can_answer_legacy(config, CertificateRequest([ecdsa], None, []))
 
 
 def test_ed25519_client_certificate_in_dtls10_is_not_sent(client_ca: Any,
