@@ -100,6 +100,26 @@ void dtls_hmac_ct(const dtls_hmac_key *k, const uint8_t *head, size_t head_len,
                   size_t min_body_len, size_t max_body_len, uint8_t *out);
 long dtls_mte_verify(const dtls_hmac_key *k, uint8_t mac_header[13], const uint8_t *pt,
                      size_t len);
+
+/* csrc/udpio.h: seal+send and receive+open batches on a UDP socket (tests/test_udpio.py). */
+#define DTLS_UDP_CAP_GSO 1
+#define DTLS_UDP_CAP_GRO 2
+#define DTLS_UDP_CAP_SENDMMSG 4
+#define DTLS_UDP_CAP_RECVMMSG 8
+#define DTLS_UDP_CAP_GRO_ON 16
+#define DTLS_UDP_PLAIN 0
+#define DTLS_UDP_MMSG 1
+#define DTLS_UDP_GSO 2
+#define DTLS_GSO_MAX_SEGMENTS 64
+#define DTLS_GSO_MAX_BYTES 65000
+#define DTLS_ERR_OS_BASE -1000
+long dtls_udp_caps(int fd);
+long dtls_udp_set_gro(int fd, int on);
+long dtls_seal_send(dtls_state *s, int fd, uint8_t type, const uint8_t *in, const uint32_t *lens,
+                    size_t n, int mode, uint8_t *out, size_t out_cap, uint32_t *out_lens);
+long dtls_recv_open(dtls_state *s, int fd, int mode, uint8_t *buf, size_t cap, size_t slot,
+                    size_t max_dgrams, uint8_t *out, size_t out_cap, dtls_open_result *res,
+                    size_t res_cap, uint32_t *ndgrams, uint32_t *dropped);
 """
 
 _SANITIZE = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer",
@@ -110,8 +130,8 @@ ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     "dtls._record",
-    '#include "record.h"\n#include "sha.h"\n',
-    sources=["csrc/record.c", "csrc/sha.c"],
+    '#include "record.h"\n#include "sha.h"\n#include "udpio.h"\n',
+    sources=["csrc/record.c", "csrc/sha.c", "csrc/udpio.c"],
     include_dirs=["csrc"],
     libraries=["crypto"],
     extra_compile_args=["-O2", "-Wall", "-Wextra"] + (_SANITIZE if _sanitize else []),
