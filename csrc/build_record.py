@@ -120,6 +120,10 @@ long dtls_seal_send(dtls_state *s, int fd, uint8_t type, const uint8_t *in, cons
 long dtls_recv_open(dtls_state *s, int fd, int mode, uint8_t *buf, size_t cap, size_t slot,
                     size_t max_dgrams, uint8_t *out, size_t out_cap, dtls_open_result *res,
                     size_t res_cap, uint32_t *ndgrams, uint32_t *dropped);
+#define DTLS_STATUS_SLOTS 16
+long dtls_compact_results(const dtls_open_result *res, size_t n, uint8_t app_type,
+                          uint32_t *spans, uint32_t *counts, uint32_t *others,
+                          uint32_t *nothers);
 """
 
 _SANITIZE = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer",

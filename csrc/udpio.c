@@ -11,6 +11,26 @@
 #include <errno.h>
 #include <string.h>
 
+long dtls_compact_results(const dtls_open_result *res, size_t n, uint8_t app_type,
+                          uint32_t *spans, uint32_t *counts, uint32_t *others,
+                          uint32_t *nothers)
+{
+    size_t k = 0, m = 0;
+    for (size_t i = 0; i < n; i++) {
+        const int32_t st = res[i].status;
+        counts[st >= 0 && st < DTLS_STATUS_SLOTS ? st : DTLS_STATUS_SLOTS - 1]++;
+        if (st == DTLS_OK && res[i].type == app_type) {
+            spans[2 * k] = res[i].offset;
+            spans[2 * k + 1] = res[i].length;
+            k++;
+        } else if (st == DTLS_OK || st == DTLS_BAD_EPOCH) {
+            others[m++] = (uint32_t)i;
+        }
+    }
+    *nothers = (uint32_t)m;
+    return (long)k;
+}
+
 #ifdef _WIN32
 
 long dtls_udp_caps(int fd)

@@ -71,4 +71,15 @@ long dtls_recv_open(dtls_state *s, int fd, int mode, uint8_t *buf, size_t cap, s
                     size_t max_dgrams, uint8_t *out, size_t out_cap, dtls_open_result *res,
                     size_t res_cap, uint32_t *ndgrams, uint32_t *dropped);
 
+/* Compact n results of dtls_recv_open for a zero-object receive path: for every OK record of
+ * content type app_type, spans[2k] = its offset into out and spans[2k+1] = its length (k in
+ * arrival order; spans holds 2n entries).  counts[st] += 1 for every record with status st
+ * (counts has DTLS_STATUS_SLOTS entries, the last catching any larger status).  The indices
+ * of the other records a caller must not miss (OK records of other types, BAD_EPOCH records)
+ * go to others[] (n entries), their count to *nothers.  Returns k, the number of spans. */
+#define DTLS_STATUS_SLOTS 16
+long dtls_compact_results(const dtls_open_result *res, size_t n, uint8_t app_type,
+                          uint32_t *spans, uint32_t *counts, uint32_t *others,
+                          uint32_t *nothers);
+
 #endif

@@ -5,6 +5,10 @@ equal-size records per sendmsg), else sendmmsg, else one send per record; receiv
 recvmmsg and splits UDP GRO-coalesced buffers.  Capabilities are detected per socket at run
 time and cached here per socket object (the C side keeps no state).
 
+recv_payloads is the receive path with no Python object per record: it returns a reused
+per-thread PayloadView over the scratch plaintexts, valid until the next receive call on the
+same thread.
+
 Like dtls._crecord (the only other module that touches `lib`): flat buffers and ints cross
 the boundary, outputs land in per-thread scratch space (cffi releases the GIL during calls),
 and a CipherState must not be used by two threads at once.  Only the C CipherState works
@@ -26,10 +30,10 @@ from enum import IntEnum, IntFlag
 
 from ._crecord import _BAD_EPOCH, _RESULT, _STATUS, Buffer, CipherState, _new_result, _raise
 from ._record import ffi, lib
-from .recordbase import MAX_FRAGMENT, OpenResult
+from .recordbase import MAX_FRAGMENT, OpenResult, OpenStatus
 
-__all__ = ["RecvBatch", "SendMode", "UdpCaps", "best_send_mode", "recv_open", "seal_send",
-           "set_gro", "udp_caps"]
+__all__ = ["PayloadView", "RecvBatch", "SendMode", "UdpCaps", "best_send_mode", "recv_open",
+           "recv_payloads", "seal_send", "set_gro", "udp_caps"]
 
 
 class UdpCaps(IntFlag):
@@ -236,17 +240,11 @@ class RecvBatch:
                 f"dropped={self.dropped})")
 
 
-def recv_open(state: CipherState, sock: socket.socket, max_datagrams: int = 32,
-              mode: SendMode | None = None, datagram_size: int | None = None) -> RecvBatch:
-    """Receive up to max_datagrams datagrams and open every record in them.
-
-    Blocks only as the socket does, and only for the first datagram; on a non-blocking
-    socket with nothing pending it returns an empty batch.  datagram_size is the receive
-    slot per datagram: by default a maximal record, or 65535 when GRO is on (a smaller
-    slot truncates: its cut records come back MALFORMED).
-    """
+def _recv(state: CipherState, sock: socket.socket, max_datagrams: int,
+          mode: SendMode | None, datagram_size: int | None, who: str) -> tuple[_Scratch, int]:
+    """Receive and open one batch into the thread's scratch: (scratch, number of results)."""
     if type(state) is not CipherState:
-        raise TypeError("recv_open needs the C record layer's CipherState")
+        raise TypeError(f"{who} needs the C record layer's CipherState")
     if not 1 <= max_datagrams <= 1024:
         raise ValueError("max_datagrams must be 1..1024")
     fd = _fd(sock)
@@ -272,16 +270,36 @@ def recv_open(state: CipherState, sock: socket.socket, max_datagrams: int = 32,
         n = lib.dtls_recv_open(state._st, fd, int(mode), buf, cap, slot, max_datagrams, out,
                                s.out_cap, res, res_cap, s.ndgrams, s.dropped)
         if n >= 0:
-            break
+            return s, int(n)
         if n > _OS_BASE:
             _raise(n)
         if _OS_BASE - n != errno.EINTR:
             raise _os_error(n)
-    rows = list(_RESULT.iter_unpack(ffi.buffer(res, n * _RESULT.size)))
+
+
+def recv_open(state: CipherState, sock: socket.socket, max_datagrams: int = 32,
+              mode: SendMode | None = None, datagram_size: int | None = None) -> RecvBatch:
+    """Receive up to max_datagrams datagrams and open every record in them.
+
+    Blocks only as the socket does, and only for the first datagram; on a non-blocking
+    socket with nothing pending it returns an empty batch.  datagram_size is the receive
+    slot per datagram: by default a maximal record, or 65535 when GRO is on (a smaller
+    slot truncates: its cut records come back MALFORMED).
+    """
+    s, n = _recv(state, sock, max_datagrams, mode, datagram_size, "recv_open")
+    return RecvBatch(_results(s, n, None), int(s.ndgrams[0]), int(s.dropped[0]))
+
+
+def _results(s: _Scratch, n: int, only: Sequence[int] | None) -> list[OpenResult]:
+    """OpenResults for the first n results in the scratch array (or just those in `only`).
+    OK payloads are views into one bytes copy of the plaintexts they need."""
+    rows = list(_RESULT.iter_unpack(ffi.buffer(s.res, n * _RESULT.size)))
+    if only is not None:
+        rows = [rows[i] for i in only]
     end = 0
     for row in rows:
         if row[0] == 0:
-            end = row[4] + row[5]
+            end = max(end, row[4] + row[5])
     plain = memoryview(s.out_view[0:end].tobytes())  # one copy; scratch is reused
     raw = s.in_view
     results: list[OpenResult] = []
@@ -294,4 +312,123 @@ def recv_open(state: CipherState, sock: socket.socket, max_datagrams: int = 32,
         else:
             payload = b""
         append(_new_result(OpenResult, (_STATUS[st], ctype, epoch, seq, payload)))
-    return RecvBatch(results, int(s.ndgrams[0]), int(s.dropped[0]))
+    return results
+
+
+_APPLICATION_DATA = 23
+_NO_REFUSALS: dict[OpenStatus, int] = {}
+
+
+class PayloadView:
+    """The accepted application-data payloads of one recv_payloads call, with no Python
+    object per record: the plaintexts stay in the thread's scratch buffer and a C-written
+    array of (offset, length) spans locates them.
+
+    len(view) is the number of accepted (status OK) records of content type 23;
+    view.payload(i) and iteration give memoryviews of their plaintexts, in arrival order.
+    view.refused maps each refusing OpenStatus to how many records it refused (an empty
+    dict when none were; BAD_EPOCH records are counted there too); view.others lists as OpenResults (payloads copied) the records
+    that are neither, which a connection must still see: accepted records of other content
+    types (alerts, handshake) and BAD_EPOCH records (raw, for the next epoch).
+    view.datagrams and view.dropped are as in RecvBatch.
+
+    VALID UNTIL THE NEXT RECEIVE CALL ON THE SAME THREAD: the view object, its spans and
+    the buffer its memoryviews point into are per-thread scratch, reused (and overwritten)
+    by the next recv_payloads or recv_open there.  Copy what you keep (bytes(view.payload(i))).
+    Stale memoryviews never point at freed memory, only at newer data.
+    """
+
+    __slots__ = ("_buf", "_n", "_spans", "datagrams", "dropped", "others", "refused")
+
+    def __init__(self) -> None:
+        self._buf = memoryview(b"")
+        self._spans = memoryview(b"").cast("I")
+        self._n = 0
+        self.datagrams = self.dropped = 0
+        self.others: list[OpenResult] = []
+        self.refused: dict[OpenStatus, int] = _NO_REFUSALS
+
+    def __len__(self) -> int:
+        return self._n
+
+    def payload(self, i: int) -> memoryview:
+        if not 0 <= i < self._n:
+            if -self._n <= i < 0:
+                i += self._n
+            else:
+                raise IndexError("payload index out of range")
+        sp = self._spans
+        off = sp[2 * i]
+        return self._buf[off : off + sp[2 * i + 1]]
+
+    def __iter__(self) -> Iterator[memoryview]:
+        buf, sp = self._buf, self._spans
+        for j in range(0, 2 * self._n, 2):
+            off = sp[j]
+            yield buf[off : off + sp[j + 1]]
+
+    def __repr__(self) -> str:
+        refused = {k.name: v for k, v in self.refused.items()}
+        return (f"PayloadView({self._n} payloads, datagrams={self.datagrams}, "
+                f"dropped={self.dropped}, refused={refused}, others={len(self.others)})")
+
+
+class _ViewScratch:
+    __slots__ = ("cap", "counts", "nothers", "others", "spans", "spans_view", "view")
+
+    def __init__(self) -> None:
+        self.cap = 0
+        self.spans = self.others = ffi.NULL
+        self.spans_view = memoryview(b"").cast("I")
+        self.counts = ffi.new("uint32_t[]", lib.DTLS_STATUS_SLOTS)
+        self.nothers = ffi.new("uint32_t *")
+        self.view = PayloadView()
+
+    def space(self, n: int) -> None:
+        if n > self.cap:
+            self.cap = max(n, 2 * self.cap, 256)
+            self.spans = ffi.new("uint32_t[]", 2 * self.cap)
+            self.others = ffi.new("uint32_t[]", self.cap)
+            self.spans_view = memoryview(ffi.buffer(self.spans)).cast("I")
+
+
+def _view_scratch() -> _ViewScratch:
+    try:
+        return _local.views  # type: ignore[no-any-return]
+    except AttributeError:
+        _local.views = v = _ViewScratch()
+        return v
+
+
+def recv_payloads(state: CipherState, sock: socket.socket, max_datagrams: int = 32,
+                  mode: SendMode | None = None,
+                  datagram_size: int | None = None) -> PayloadView:
+    """recv_open without a Python object per record: returns the thread's PayloadView.
+
+    Receives and opens exactly as recv_open does (same arguments, same blocking); one C
+    call then compacts the results, so the Python work per batch does not grow with the
+    records in it.  The view is valid until the next receive call on this thread (see
+    PayloadView); an empty view means nothing was pending on a non-blocking socket.
+    """
+    s, n = _recv(state, sock, max_datagrams, mode, datagram_size, "recv_payloads")
+    v = _view_scratch()
+    v.space(n)
+    counts = v.counts
+    ffi.memmove(counts, bytes(4 * lib.DTLS_STATUS_SLOTS), 4 * lib.DTLS_STATUS_SLOTS)
+    k = lib.dtls_compact_results(s.res, n, _APPLICATION_DATA, v.spans, counts, v.others,
+                                 v.nothers)
+    view = v.view
+    view._buf = s.out_view
+    view._spans = v.spans_view
+    view._n = int(k)
+    view.datagrams = int(s.ndgrams[0])
+    view.dropped = int(s.dropped[0])
+    if k == n:  # the common case: everything accepted application data
+        view.refused = _NO_REFUSALS
+        view.others = []
+    else:
+        view.refused = {_STATUS[st]: int(counts[st]) for st in range(1, len(_STATUS))
+                        if counts[st]}
+        m = int(v.nothers[0])
+        view.others = _results(s, n, list(v.others[0:m])) if m else []
+    return view

@@ -324,3 +324,141 @@ def test_c_bounds_result_space_and_arguments(
     assert dgrams == 3
     # res_cap 2 < 116 // 13 + 1 results a 116-byte datagram may need: each is dropped.
     assert (got, dropped_total) == (0, 3)
+
+
+# ---- recv_payloads: the zero-object receive path ---------------------------------------------
+
+
+def recv_view_all(state: _crecord.CipherState, sock: socket.socket, count: int,
+                  timeout: float = 3.0, **kw: Any) -> tuple[list[bytes], list[Any]]:
+    """recv_payloads until `count` payloads came: (payload copies, the views seen)."""
+    got: list[bytes] = []
+    views: list[Any] = []
+    while len(got) < count:
+        if not select.select([sock], [], [], timeout)[0]:
+            break
+        view = _cudpio.recv_payloads(state, sock, **kw)
+        views.append(view)
+        assert len(list(view)) == len(view)
+        got.extend(bytes(p) for p in view)
+    return got, views
+
+
+def _recv_modes() -> list[Any]:
+    out = [pytest.param(SendMode.PLAIN, False, id="recv")]
+    need = [] if _CAPS & UdpCaps.RECVMMSG else [pytest.mark.skip(reason="no recvmmsg")]
+    out.append(pytest.param(SendMode.MMSG, False, id="recvmmsg", marks=need))
+    out.append(pytest.param(SendMode.MMSG, True, id="recvmmsg-gro", marks=need))
+    out.append(pytest.param(SendMode.PLAIN, True, id="recv-gro"))
+    return out
+
+
+@pytest.mark.parametrize("send_mode", modes())
+@pytest.mark.parametrize(("recv_mode", "gro"), _recv_modes())
+def test_recv_payloads_equal_recv_open(udp_pair: tuple[socket.socket, socket.socket],
+                                       send_mode: SendMode, recv_mode: SendMode,
+                                       gro: bool) -> None:
+    tx, rx = udp_pair
+    if gro:
+        if not _cudpio.udp_caps(rx) & UdpCaps.GRO:
+            pytest.skip("UDP_GRO not supported by this kernel")
+        _cudpio.set_gro(rx)
+    sizes = SIZES["equal-short-last"] + SIZES["mixed"][:60]
+    payloads = [os.urandom(n) for n in sizes]
+    seal_a, open_a = gcm_pair()
+    seal_b, open_b = gcm_pair()
+    assert _cudpio.seal_send(seal_a, tx, 23, payloads, send_mode) == len(payloads)
+    via_open = recv_all(open_a, rx, len(payloads), mode=recv_mode)
+    assert [bytes(r.payload) for r in via_open] == payloads
+    assert _cudpio.seal_send(seal_b, tx, 23, payloads, send_mode) == len(payloads)
+    via_view, views = recv_view_all(open_b, rx, len(payloads), mode=recv_mode)
+    assert via_view == [bytes(r.payload) for r in via_open]
+    assert all(v.refused == {} and v.others == [] and v.dropped == 0 for v in views)
+
+
+def test_recv_payloads_counts_refusals_and_keeps_others(
+        udp_pair: tuple[socket.socket, socket.socket]) -> None:
+    tx, rx = udp_pair
+    seal, open_ = gcm_pair()
+    good = [seal.seal(23, b"record %d" % i) for i in range(3)]
+    alert = seal.seal(21, b"\x01\x00")
+    tampered = bytearray(seal.seal(23, b"tampered"))
+    tampered[-1] ^= 1
+    next_epoch = bytearray(seal.seal(23, b"epoch 2"))
+    next_epoch[3:5] = b"\x00\x02"
+    rnd = random.Random(4)
+    sends = [good[0], b"", b"\x17\xfe\xfd", bytes(tampered), good[1], alert, good[1],
+             bytes(next_epoch), bytes(rnd.randrange(256) for _ in range(300)),
+             good[2] + b"\x00\x01"]
+    for d in sends:
+        tx.send(d)
+    want = recv_all(gcm_pair()[1], rx, 20, timeout=0.5)  # the same stream through recv_open
+    for d in sends:
+        tx.send(d)
+    payloads: list[bytes] = []
+    refused: dict[OpenStatus, int] = {}
+    others: list[OpenResult] = []
+    while select.select([rx], [], [], 0.5)[0]:
+        view = _cudpio.recv_payloads(open_, rx, max_datagrams=4)
+        payloads += [bytes(view.payload(i)) for i in range(len(view))]
+        for st, k in view.refused.items():
+            refused[st] = refused.get(st, 0) + k
+        others += view.others
+        if len(view):
+            assert bytes(view.payload(-1)) == payloads[-1]
+        with pytest.raises(IndexError):
+            view.payload(len(view))
+    assert payloads == [b"record 0", b"record 1", b"record 2"]
+    expect: dict[OpenStatus, int] = {}
+    for r in want:
+        if r.status != OpenStatus.OK:
+            expect[r.status] = expect.get(r.status, 0) + 1
+    assert refused == expect
+    assert refused[OpenStatus.REPLAY] == 1 and refused[OpenStatus.BAD_MAC] == 1
+    assert refused[OpenStatus.MALFORMED] >= 3
+    assert [(r.status, r.content_type, bytes(r.payload)) for r in others] == [
+        (OpenStatus.OK, 21, b"\x01\x00"), (OpenStatus.BAD_EPOCH, 23, bytes(next_epoch))]
+
+
+def test_recv_payloads_view_is_reused_and_invalidated(
+        udp_pair: tuple[socket.socket, socket.socket]) -> None:
+    tx, rx = udp_pair
+    seal, open_ = gcm_pair()
+    tx.send(seal.seal(23, b"first"))
+    assert select.select([rx], [], [], 3.0)[0]
+    v1 = _cudpio.recv_payloads(open_, rx)
+    first = v1.payload(0)
+    assert len(v1) == 1 and v1.datagrams == 1 and bytes(first) == b"first"
+    tx.send(seal.seal(23, b"second"))
+    assert select.select([rx], [], [], 3.0)[0]
+    v2 = _cudpio.recv_payloads(open_, rx)
+    assert v2 is v1  # one view per thread, overwritten by every call
+    assert bytes(v2.payload(0)) == b"second"
+    assert bytes(first) == b"secon"  # a stale view sees newer data (documented), never freed memory
+    assert "valid until the next receive call" in (_cudpio.PayloadView.__doc__ or "").lower()
+    empty = _cudpio.recv_payloads(open_, rx)  # nothing pending
+    assert empty is v1 and len(empty) == 0 and list(empty) == [] and empty.datagrams == 0
+    with pytest.raises(TypeError):
+        _cudpio.recv_payloads(object(), rx)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        _cudpio.recv_payloads(open_, rx, max_datagrams=0)
+
+
+def test_recv_payloads_garbage_is_safe(udp_pair: tuple[socket.socket, socket.socket]) -> None:
+    tx, rx = udp_pair
+    _, open_ = gcm_pair()
+    rnd = random.Random(9)
+    sent = 0
+    for _ in range(200):
+        n = rnd.choice([0, 1, 3, 12, 13, 14, 40, 300, 1500])
+        d = bytearray(rnd.randrange(256) for _ in range(n))
+        if n >= 13 and rnd.random() < 0.5:
+            d[0:3] = rnd.choice([b"\x17\xfe\xfd", b"\x15\xfe\xfd", b"\x16\xfe\xff"])
+        tx.send(bytes(d))
+        sent += 1
+    datagrams = 0
+    while select.select([rx], [], [], 0.5)[0]:
+        view = _cudpio.recv_payloads(open_, rx, max_datagrams=7)
+        datagrams += view.datagrams
+        assert len(view) == 0 and all(r.status == OpenStatus.BAD_EPOCH for r in view.others)
+    assert datagrams == sent
