@@ -293,6 +293,13 @@ class PeerProcess:
                 raise AssertionError(f"peer never printed {text!r}:\n{self.output}")
             time.sleep(0.02)
 
+    def wait_exit(self, timeout: float = 10.0) -> int:
+        """Wait for the process to exit and for its output to be read to the end, so that
+        assertions on `output` see everything it printed."""
+        code = self.process.wait(timeout=timeout)
+        self._reader.join(timeout=timeout)
+        return code
+
     def write(self, data: bytes) -> None:
         assert self.process.stdin is not None
         self.process.stdin.write(data)

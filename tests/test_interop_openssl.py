@@ -89,7 +89,7 @@ def test_our_client_against_openssl_s_server(pki, group: NamedGroup, verificatio
 
         client.close()
         drive_udp(client, sock, until=lambda: True, on_event=events, timeout=2)
-        server.process.wait(timeout=10)  # -naccept 1: exits once our close_notify arrives
+        server.wait_exit(10)  # -naccept 1: exits once our close_notify arrives
         assert "CONNECTION CLOSED" in server.output or "DONE" in server.output
     finally:
         sock.close()
@@ -132,7 +132,7 @@ def test_openssl_s_client_against_our_server(pki, group: NamedGroup) -> None:
                   timeout=10)
         (end,) = events.of_type(ConnectionTerminated)
         assert end.alert == AlertDescription.close_notify and end.by_peer
-        client.process.wait(timeout=10)
+        client.wait_exit(10)
     finally:
         sock.close()
         client.stop()
@@ -517,7 +517,7 @@ def test_our_server_requires_openssl_client_certificate(pki, client_pki, present
         else:
             (end,) = events.of_type(ConnectionTerminated)
             assert end.alert == AlertDescription.handshake_failure and not end.by_peer
-            client.process.wait(timeout=10)
+            client.wait_exit(10)
             assert "handshake failure" in client.output
     finally:
         sock.close()
