@@ -42,4 +42,4 @@ __all__ = [
     "split_records",
 ]
 from . import aio  # noqa: F401  (asyncio front-end: dtls.aio.connect, dtls.aio.serve)
-from .sock import DtlsSocket, connect  # noqa: F401  (blocking, UDP-like front-end)
+from .sock import DtlsSocket, accept, connect  # noqa: F401  (blocking, UDP-like front-end)

@@ -32,7 +32,7 @@ import dataclasses
 import logging
 import math
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -99,6 +99,30 @@ class _Association:
             raise ConnectionClosed("the handshake has not completed")  # not reachable via API
         self._transmit(payload)
 
+    async def recv_many(self) -> list[bytes]:
+        """Every payload received so far (at least one, waiting for it), in order."""
+        while not self._inbox:
+            if self._terminated is not None:
+                raise self._error()
+            self._readable.clear()
+            await self._readable.wait()
+        items = list(self._inbox)
+        self._inbox.clear()
+        return items
+
+    def send_many(self, payloads: Sequence[bytes | bytearray | memoryview]) -> None:
+        """Send each payload as one record in its own datagram, sealed in one record-layer
+        call (never blocks)."""
+        for data in payloads:
+            if len(data) > MAX_PLAINTEXT:
+                raise ValueError(f"{len(data)} bytes do not fit one DTLS record "
+                                 f"(at most {MAX_PLAINTEXT})")
+        if self._terminated is not None:
+            raise self._error()
+        if self._handshake is None:
+            raise ConnectionClosed("the handshake has not completed")
+        self._transmit_many(payloads)
+
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._iterate()
 
@@ -143,6 +167,9 @@ class _Association:
     # -- plumbing ------------------------------------------------------------------------
 
     def _transmit(self, payload: bytes) -> None:
+        raise NotImplementedError
+
+    def _transmit_many(self, payloads: Sequence[bytes | bytearray | memoryview]) -> None:
         raise NotImplementedError
 
     def _error(self) -> DtlsError:
@@ -238,6 +265,10 @@ class DtlsClient(_Association):
 
     def _transmit(self, payload: bytes) -> None:
         self.connection.send(payload)
+        self._service()
+
+    def _transmit_many(self, payloads: Sequence[bytes | bytearray | memoryview]) -> None:
+        self.connection.send_many(payloads)
         self._service()
 
     def _datagram_received(self, data: bytes, addr: Address) -> None:
@@ -349,6 +380,9 @@ class DtlsPeer(_Association):
 
     def _transmit(self, payload: bytes) -> None:
         self._server._send(self, payload)
+
+    def _transmit_many(self, payloads: Sequence[bytes | bytearray | memoryview]) -> None:
+        self._server._send_many(self, payloads)
 
     def __repr__(self) -> str:
         return f"<DtlsPeer {self.session.address} {'closed' if self.closed else 'open'}>"
@@ -490,6 +524,15 @@ class AsyncDtlsServer:
     def _send(self, peer: DtlsPeer, payload: bytes) -> None:
         try:
             self.core.send_to_session(peer.session, payload)
+        except ConnectionStateError:
+            peer._deliver(ConnectionTerminated(None, "the session is gone", by_peer=False))
+            raise peer._error() from None
+        self._pump()
+
+    def _send_many(self, peer: DtlsPeer, payloads: Sequence[bytes | bytearray | memoryview]
+                   ) -> None:
+        try:
+            self.core.send_many_to_session(peer.session, payloads)
         except ConnectionStateError:
             peer._deliver(ConnectionTerminated(None, "the session is gone", by_peer=False))
             raise peer._error() from None

@@ -46,7 +46,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from enum import Enum
 from typing import Any
@@ -135,7 +135,15 @@ from .negotiation import (
 from .protection import BLOCK_LEN, NULL_PROTECTION
 from .record import CipherState, split_records
 from .recordapi import CipherStateAPI
-from .recordbase import DTLS1_0, DTLS1_2, MAX_PLAINTEXT, ContentType, OpenStatus, RecordHeader
+from .recordbase import (
+    DTLS1_0,
+    DTLS1_2,
+    MAX_PLAINTEXT,
+    ContentType,
+    OpenResult,
+    OpenStatus,
+    RecordHeader,
+)
 from .session import Session
 from .signatures import (
     TRANSCRIPT_SCHEMES,
@@ -391,6 +399,96 @@ class Connection:
         record = self._write_states[self._write_epoch].seal(ContentType.APPLICATION_DATA, data)
         self._queue(record, self._peer_address)
 
+    def send_many(self, payloads: Sequence[bytes | bytearray | memoryview]) -> None:
+        """Queue each payload as one application_data record in its own datagram, sealed in
+        one record-layer batch call (one C crossing for the lot).  Only once established;
+        nothing is queued if any payload is too large."""
+        if self._state is not HandshakeState.ESTABLISHED:
+            raise ConnectionStateError(f"cannot send application data in state {self._state.value}")
+        for data in payloads:
+            if len(data) > MAX_PLAINTEXT:
+                raise ValueError(f"application data of {len(data)} bytes exceeds one record "
+                                 "(2^14)")
+        if not payloads:
+            return
+        batch = self._write_states[self._write_epoch].seal_batch(
+            ContentType.APPLICATION_DATA, payloads)
+        addr = self._peer_address
+        for record in batch:
+            self._queue(bytes(record), addr)
+
+    # -- fast paths for front-ends that seal and open application data themselves -------
+
+    def application_states(self) -> tuple[CipherStateAPI, CipherStateAPI] | None:
+        """(read, write) cipher states of the established epoch, or None.
+
+        For a front-end's batched socket path (dtls._cudpio): it seals application data
+        with the write state and opens received records with the read state itself, one C
+        call per batch, so the bytes never pass through `receive_datagram` / `send`.  The
+        states are this connection's own (sequence numbers and the replay window stay
+        shared and consistent).  Every record such a path opens that is NOT accepted
+        application data (alerts, handshake retransmissions, other epochs) must still be
+        given to `receive_opened`, or close_notify and retransmissions go unnoticed.
+        None unless ESTABLISHED.
+        """
+        if self._state is not HandshakeState.ESTABLISHED:
+            return None
+        return self._read_states[self._peer_epoch], self._write_states[self._write_epoch]
+
+    @property
+    def holding_final_flight(self) -> bool:
+        """True while our last handshake flight is kept to answer the peer's retransmissions
+        (RFC 6347 4.2.4): a front-end's fast path then reports application data it
+        received via `receive_opened(..., application_data=n)`, which ends that."""
+        return self._final_flight
+
+    def receive_opened(self, results: Iterable[OpenResult], addr: Address, now: float, *,
+                       application_data: int = 0,
+                       refused: Mapping[OpenStatus, int] | None = None) -> None:
+        """Records a front-end opened itself with `application_states()[0]`.
+
+        `results`: records that are not accepted application data: accepted alerts and
+        handshake records are processed as `receive_datagram` would, BAD_EPOCH ones (raw
+        records) go through the normal path for their epoch, other refusals are counted.
+        `application_data`: how many accepted application_data records the front-end
+        delivered itself (they prove the peer has our final flight, RFC 6347 4.2.4).
+        `refused`: counts of refused records by status, for `stats`.
+        """
+        if self._closed:
+            self.stats["after_close"] += 1
+            return
+        if self._peer_address is not None and addr != self._peer_address:
+            self.stats["wrong_address"] += 1
+            return
+        if application_data and self._final_flight:
+            self._flight, self._final_flight = None, False
+        if refused:
+            for status, count in refused.items():
+                if status != OpenStatus.BAD_EPOCH:
+                    self.stats[f"record_{status.name.lower()}"] += count
+        self._retransmit_requested = False
+        try:
+            for result in results:
+                if result.status == OpenStatus.BAD_EPOCH:
+                    self.receive_datagram(result.payload, addr, now)
+                elif result.ok:
+                    header = RecordHeader(result.content_type, self._version, result.epoch,
+                                          result.seq, 0, len(result.payload))
+                    self._dispatch_record(header, result.content_type, bytes(result.payload),
+                                          addr, now)
+                    self._replay_deferred(addr, now)
+                else:
+                    # Not counted here when `refused` already did (BAD_EPOCH never is).
+                    if refused is None:
+                        self.stats[f"record_{result.status.name.lower()}"] += 1
+                if self._closed:
+                    return
+            if self._retransmit_requested:
+                self._retransmit_requested = False
+                self._resend_on_peer_retransmission(now)
+        except AlertError as exc:
+            self._fail(exc)
+
     def close(self) -> None:
         """Send close_notify (RFC 5246 7.2.1) and end the connection."""
         if self._closed:
@@ -560,8 +658,12 @@ class Connection:
                     and self._state in _WAITING_FOR_FINISHED:
                 self._check_new_epoch_failures()
             return
+        self._dispatch_record(header, result.content_type, bytes(result.payload), addr, now)
+
+    def _dispatch_record(self, header: RecordHeader, content_type: int, payload: bytes,
+                         addr: Address, now: float) -> None:
+        """An authenticated record's payload, by content type."""
         self._peer_epoch = max(self._peer_epoch, header.epoch)
-        content_type, payload = result.content_type, bytes(result.payload)
         if self._state is HandshakeState.SERVER_WAIT_CLIENT_HELLO \
                 and content_type != ContentType.HANDSHAKE:
             # Before the cookie only ClientHellos mean anything; a spoofed alert must not

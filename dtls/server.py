@@ -43,7 +43,7 @@ import socket
 import threading
 import time
 from collections import Counter, OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -165,6 +165,10 @@ class Session:
     def send(self, data: bytes) -> None:
         """Queue application data to this peer (see `DtlsServer.send`)."""
         self._server.send_to_session(self, data)
+
+    def send_many(self, payloads: Sequence[bytes | bytearray | memoryview]) -> None:
+        """Queue each payload as one record in its own datagram (one batch seal)."""
+        self._server.send_many_to_session(self, payloads)
 
     def close(self) -> None:
         self._server.close_session(self)
@@ -357,6 +361,22 @@ class DtlsServer:
         if not self.is_current(session):
             raise ConnectionStateError(f"session {session.id} with {session.address!r} is gone")
         session.connection.send(data)
+        self._after(session, None, active=False)
+
+    def send_many(self, addr: Address, payloads: Sequence[bytes | bytearray | memoryview]
+                  ) -> None:
+        """`send` for a batch: each payload one record in its own datagram, sealed in one
+        record-layer call."""
+        session = self._sessions.get(addr)
+        if session is None:
+            raise KeyError(f"no DTLS session with {addr!r}")
+        self.send_many_to_session(session, payloads)
+
+    def send_many_to_session(self, session: Session,
+                             payloads: Sequence[bytes | bytearray | memoryview]) -> None:
+        if not self.is_current(session):
+            raise ConnectionStateError(f"session {session.id} with {session.address!r} is gone")
+        session.connection.send_many(payloads)
         self._after(session, None, active=False)
 
     def close(self, addr: Address) -> None:
@@ -710,6 +730,13 @@ class DtlsUdpServer:
         """Send application data to an established peer (thread-safe)."""
         with self._lock:
             self.core.send(addr, data)
+        self._wake()
+
+    def send_many(self, addr: Address, payloads: Sequence[bytes | bytearray | memoryview]
+                  ) -> None:
+        """Send a batch of application data records to an established peer (thread-safe)."""
+        with self._lock:
+            self.core.send_many(addr, payloads)
         self._wake()
 
     def shutdown(self) -> None:

@@ -11,15 +11,26 @@ So a UDP client becomes a DTLS client by swapping its socket::
 The handshake runs on `do_handshake()` or on the first `send`/`recv`; its retransmission
 timers (RFC 6347 4.2.4) are served while those calls wait.  Errors are `dtls.errors`
 exceptions; timeouts follow `socket` (`settimeout`, `TimeoutError`).
+
+`dtls.accept(address, config)` is the server side for one peer (the WebRTC/relay shape:
+one UDP socket per peer): it answers cookie-less ClientHellos statelessly and connects the
+socket to the first client that proves its address.
+
+Once established, with the C record layer, application data bypasses the sans-IO
+connection's per-datagram path: `send` seals and sends in one C call, `recv` refills its
+inbox with up to 32 datagrams per recvmmsg, and the batch calls `send_many(payloads)` /
+`recv_many()` move a whole batch per call (UDP GSO where the kernel has it).  Records that
+are not application data (alerts, handshake retransmissions) still reach the connection.
 """
 
 from __future__ import annotations
 
+import select
 import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -29,19 +40,51 @@ from .config import DtlsConfiguration
 from .connection import Connection, HandshakeState
 from .errors import ConnectionClosed, DtlsError, HandshakeTimeout, error_for_termination
 from .events import ApplicationData, ConnectionTerminated, HandshakeCompleted
-from .recordbase import MAX_PLAINTEXT
+from .recordbase import MAX_PLAINTEXT, ContentType
 from .suites import CipherSuite
+
+try:  # the batched socket path exists only with the C record layer
+    from . import _cudpio
+    from ._crecord import CipherState as _CCipherState
+except ImportError:  # pragma: no cover - exercised by the no-compiler CI install
+    _cudpio = None  # type: ignore[assignment]
+    _CCipherState = None  # type: ignore[assignment,misc]
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["MAX_INBOX", "DtlsSocket", "connect"]
+__all__ = ["MAX_INBOX", "DtlsSocket", "PayloadList", "accept", "connect"]
 
 MAX_INBOX = 1024
 """Received payloads held until `recv` takes them; beyond that they are dropped, as a full
 UDP receive buffer would (counted in `stats["inbox_full"]`)."""
 
 _RECV_SIZE = 65536
+_BATCH = 32  # datagrams per receive call on the fast path
+_APPLICATION_DATA = int(ContentType.APPLICATION_DATA)
+_UDP_FAMILIES = (socket.AF_INET, socket.AF_INET6)
+
+
+class PayloadList:
+    """Payloads held in Python (the inbox, or the pure-Python path), with the interface of
+    `dtls._cudpio.PayloadView`: len(), iteration and payload(i)."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: list[bytes]) -> None:
+        self._items = items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._items)
+
+    def payload(self, i: int) -> bytes:
+        return self._items[i]
+
+    def __repr__(self) -> str:
+        return f"PayloadList({len(self._items)} payloads)"
 
 
 class DtlsSocket:
@@ -50,17 +93,15 @@ class DtlsSocket:
     Thread safety: `send` may be called from another thread while one thread waits in
     `recv`; two threads must not call `recv` concurrently.
 
-    With select(): datagrams are taken off the socket only inside `recv`/`do_handshake`
-    (never by `send`), but `fileno()` readable means a datagram arrived, not necessarily
-    application data (it may be a handshake retransmission), and one datagram may carry
-    several records: use a zero or short timeout and check `pending()`, as with
-    `ssl.SSLSocket`.  A peer's close_notify or alert is likewise noticed by `recv`.
+    With select(): datagrams are taken off the socket only inside `recv`/`recv_many`/
+    `do_handshake` (never by `send`), but `fileno()` readable means a datagram arrived, not
+    necessarily application data (it may be a handshake retransmission), and one receive
+    may decrypt several payloads: use a zero or short timeout and check `pending()`, as
+    with `ssl.SSLSocket`.  A peer's close_notify or alert is likewise noticed by `recv`.
     """
 
     def __init__(self, sock: socket.socket, connection: Connection, *,
                  timeout: float | None = None) -> None:
-        if not connection.is_client:
-            raise ValueError("DtlsSocket wraps a client connection (is_client=True)")
         self._sock = sock
         self.connection = connection
         self._timeout = timeout
@@ -69,6 +110,12 @@ class DtlsSocket:
         self._handshake: HandshakeCompleted | None = None
         self._terminated: ConnectionTerminated | None = None
         self._closed = False
+        # A server socket is unconnected until its client proves its address.
+        self._connected = connection.is_client or connection.peer_address is not None
+        # (read, write) C cipher states once established: the batched socket path.
+        self._fast: tuple[Any, Any] | None = None
+        self._poll_in: Any = None
+        self._poll_out: Any = None
 
     @classmethod
     def wrap_client(cls, sock: socket.socket, config: DtlsConfiguration, *,
@@ -83,6 +130,21 @@ class DtlsSocket:
             sock.connect(peer_address)
         peer = sock.getpeername()  # OSError when not connected: we need one peer
         return cls(sock, Connection(config, peer_address=peer), timeout=timeout)
+
+    @classmethod
+    def wrap_server(cls, sock: socket.socket, config: DtlsConfiguration, *,
+                    timeout: float | None = None) -> DtlsSocket:
+        """Run a DTLS server for ONE client over a bound UDP socket.
+
+        Until a ClientHello carries a valid cookie the connection is a stateless listener
+        answering every address with a HelloVerifyRequest (RFC 6347 4.2.1); the socket is
+        then connected to that client, so datagrams from others are no longer received.
+        (For many peers on one socket, use `dtls.server`.)"""
+        if sock.type != socket.SOCK_DGRAM:
+            raise ValueError("DTLS runs over a datagram (SOCK_DGRAM) socket")
+        if config.is_client:
+            raise ValueError("wrap_server needs a server configuration (is_client=False)")
+        return cls(sock, Connection(config), timeout=timeout)
 
     # -- socket-like API -----------------------------------------------------------------
 
@@ -107,19 +169,46 @@ class DtlsSocket:
 
     def send(self, data: bytes | bytearray | memoryview) -> int:
         """Send `data` as one record in one datagram; returns len(data)."""
-        payload = bytes(data)
-        if len(payload) > MAX_PLAINTEXT:
-            raise ValueError(f"{len(payload)} bytes do not fit one DTLS record "
+        if len(data) > MAX_PLAINTEXT:
+            raise ValueError(f"{len(data)} bytes do not fit one DTLS record "
                              f"(at most {MAX_PLAINTEXT})")
-        self.do_handshake()
+        if self._fast is None:
+            self.do_handshake()
         with self._lock:
-            if self._terminated is not None:
+            if self._terminated is not None or self._closed:
                 raise self._error()
-            self.connection.send(payload)
-            self._flush()
-        return len(payload)
+            fast = self._fast
+            if fast is not None:
+                self._fast_send(fast[1], (data,))
+            else:
+                self.connection.send(bytes(data))
+                self._flush()
+        return len(data)
 
     sendall = send
+
+    def send_many(self, payloads: Sequence[bytes | bytearray | memoryview]) -> int:
+        """Send each payload as one record in its own datagram, as few syscalls as the
+        kernel allows (UDP GSO, else sendmmsg, once established with the C record layer).
+
+        Returns len(payloads) once all are handed to the kernel, waiting for send-buffer
+        space as a blocking send would (bounded by the socket timeout)."""
+        for data in payloads:
+            if len(data) > MAX_PLAINTEXT:
+                raise ValueError(f"{len(data)} bytes do not fit one DTLS record "
+                                 f"(at most {MAX_PLAINTEXT})")
+        if self._fast is None:
+            self.do_handshake()
+        with self._lock:
+            if self._terminated is not None or self._closed:
+                raise self._error()
+            fast = self._fast
+            if fast is not None:
+                self._fast_send(fast[1], payloads)
+            else:
+                self.connection.send_many(payloads)
+                self._flush()
+        return len(payloads)
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         """The next application payload (truncated to `bufsize`, as UDP truncates)."""
@@ -127,11 +216,46 @@ class DtlsSocket:
             raise ValueError("flags are not supported on a DTLS socket")
         if bufsize < 0:
             raise ValueError("negative buffersize in recv")
-        self.do_handshake()
-        self._run(lambda: bool(self._inbox))
+        inbox = self._inbox
+        if inbox:
+            return inbox.popleft()[:bufsize]
+        if self._fast is None:
+            self.do_handshake()
+        if self._fast is not None:
+            self._fast_fill(None)
+        else:
+            self._run(lambda: bool(self._inbox))
         with self._lock:
             if self._inbox:
                 return self._inbox.popleft()[:bufsize]
+        raise self._error()
+
+    def recv_many(self, max_datagrams: int = _BATCH) -> Any:
+        """Every application payload available now, waiting (per the socket timeout) for
+        at least one.
+
+        Returns an object with len(), iteration and payload(i) giving bytes-like
+        payloads in arrival order: on the batched C path a `dtls._cudpio.PayloadView`
+        of memoryviews into per-thread scratch, VALID ONLY UNTIL THE NEXT recv/recv_many
+        ON THIS THREAD (copy what you keep); otherwise a `PayloadList` of bytes.  Up to
+        `max_datagrams` datagrams are read per call (UDP GRO may coalesce more payloads
+        into them)."""
+        if not 1 <= max_datagrams <= 1024:
+            raise ValueError("max_datagrams must be 1..1024")
+        if not self._inbox:
+            if self._fast is None:
+                self.do_handshake()
+            if self._fast is not None:
+                view = self._fast_fill(max_datagrams)
+                if view is not None:
+                    return view
+            else:
+                self._run(lambda: bool(self._inbox))
+        with self._lock:
+            if self._inbox:
+                items = list(self._inbox)
+                self._inbox.clear()
+                return PayloadList(items)
         raise self._error()
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
@@ -176,6 +300,7 @@ class DtlsSocket:
         try:
             with self._lock:
                 if self.connection.state not in (HandshakeState.CLIENT_START,
+                                                 HandshakeState.SERVER_WAIT_CLIENT_HELLO,
                                                  HandshakeState.CLOSED):
                     self.connection.close()
                     self._flush()
@@ -250,9 +375,12 @@ class DtlsSocket:
         return error_for_termination(self._terminated, established=self._handshake is not None)
 
     def _flush(self) -> None:
-        for datagram, _addr in self.connection.datagrams_to_send(time.monotonic()):
+        for datagram, addr in self.connection.datagrams_to_send(time.monotonic()):
             try:
-                self._sock.send(datagram)
+                if self._connected:
+                    self._sock.send(datagram)
+                else:
+                    self._sock.sendto(datagram, addr)
             except (ConnectionRefusedError, BlockingIOError):
                 # ICMP port unreachable from an earlier datagram, or a full send buffer:
                 # a lost datagram either way, which DTLS is built to survive.
@@ -267,8 +395,112 @@ class DtlsSocket:
                     self._inbox.append(event.data)
             elif isinstance(event, HandshakeCompleted):
                 self._handshake = event
+                self._enable_fast_path()
             elif isinstance(event, ConnectionTerminated):
                 self._terminated = event
+                self._fast = None
+
+    def _enable_fast_path(self) -> None:
+        """Switch application data to the batched C socket path, where it exists."""
+        states = self.connection.application_states()
+        if (_cudpio is None or states is None or not self._connected
+                or self._sock.family not in _UDP_FAMILIES
+                or type(states[0]) is not _CCipherState or type(states[1]) is not _CCipherState):
+            return
+        fd = self._sock.fileno()
+        self._poll_in, self._poll_out = select.poll(), select.poll()
+        self._poll_in.register(fd, select.POLLIN)
+        self._poll_out.register(fd, select.POLLOUT)
+        self._sock.setblocking(False)  # waits happen in poll, with timers and deadlines
+        self._fast = states
+
+    def _deadline(self) -> float | None:
+        return None if self._timeout is None else time.monotonic() + self._timeout
+
+    def _wait(self, poller: Any, deadline: float | None, timer: float | None) -> bool:
+        """Poll until the socket is ready, the timer is due or the deadline passes;
+        True if the socket is ready."""
+        wakeups = [t for t in (deadline, timer) if t is not None]
+        if wakeups:
+            ms = max(0, int((min(wakeups) - time.monotonic()) * 1000) + 1)
+            return bool(poller.poll(ms))
+        return bool(poller.poll())
+
+    def _fast_send(self, state: Any, payloads: Sequence[Any]) -> None:
+        """seal_send until all are out (caller holds the lock)."""
+        deadline = self._deadline()
+        sent, n = 0, len(payloads)
+        while sent < n:
+            rest = payloads if sent == 0 else payloads[sent:]
+            try:
+                k = _cudpio.seal_send(state, self._sock, _APPLICATION_DATA, rest)
+            except ConnectionRefusedError:
+                # ICMP port unreachable from an earlier datagram: this batch is lost, as
+                # it would be on UDP (the kernel reported the error instead of sending).
+                self.connection.stats["send_failed"] += 1
+                return
+            sent += k
+            if sent < n and k == 0:
+                if deadline is not None and time.monotonic() >= deadline:
+                    if self._timeout == 0:
+                        raise BlockingIOError("the socket's send buffer is full")
+                    raise TimeoutError("timed out")
+                self._wait(self._poll_out, deadline, None)
+
+    def _fast_fill(self, max_datagrams: int | None) -> Any:
+        """Receive on the batched path until a payload arrives (or the connection ends, or
+        the socket timeout passes).  With max_datagrams None, payloads go to the inbox
+        (copied) and None is returned; otherwise the PayloadView, when it holds any."""
+        deadline = self._deadline()
+        read = self._fast[0] if self._fast is not None else None
+        tried = False
+        while read is not None and self._fast is not None:
+            try:
+                view = _cudpio.recv_payloads(read, self._sock, max_datagrams or _BATCH)
+            except ConnectionRefusedError:
+                self.connection.stats["icmp_refused"] += 1
+                view = None
+            if view is not None and (len(view) or view.others or view.refused):
+                addr = self.connection.peer_address
+                if view.others or view.refused:
+                    with self._lock:
+                        self.connection.receive_opened(
+                            view.others, addr, time.monotonic(),
+                            application_data=len(view), refused=view.refused)
+                        self._flush()
+                        self._drain_events()
+                elif self.connection.holding_final_flight:
+                    with self._lock:
+                        self.connection.receive_opened((), addr, time.monotonic(),
+                                                       application_data=len(view))
+                if len(view):
+                    if max_datagrams is not None and not self._inbox:
+                        return view
+                    inbox = self._inbox
+                    room = MAX_INBOX - len(inbox)
+                    if len(view) > room:
+                        self.connection.stats["inbox_full"] += len(view) - max(room, 0)
+                    inbox.extend(bytes(p) for i, p in zip(range(max(room, 0)), view))
+                if self._inbox or self._terminated is not None:
+                    return None
+                continue
+            if self._terminated is not None:
+                return None
+            with self._lock:
+                timer = self.connection.get_timer()
+                now = time.monotonic()
+                if timer is not None and now >= timer:
+                    self.connection.handle_timer(now)
+                    self._flush()
+                    self._drain_events()
+                    continue
+            if deadline is not None and tried and time.monotonic() >= deadline:
+                if self._timeout == 0:
+                    raise BlockingIOError("no DTLS data available")
+                raise TimeoutError("timed out")
+            tried = True
+            self._wait(self._poll_in, deadline, timer)
+        return None
 
     def _run(self, until: Callable[[], bool]) -> None:
         """Feed the connection datagrams and timer expiries until `until()` holds or the
@@ -308,6 +540,11 @@ class DtlsSocket:
                 continue
             with self._lock:
                 self.connection.receive_datagram(data, addr, time.monotonic())
+                if not self._connected and self.connection.peer_address is not None:
+                    # The client proved its address (valid cookie): from now on this
+                    # socket carries only its datagrams.
+                    self._sock.connect(self.connection.peer_address)
+                    self._connected = True
 
 
 def connect(address: tuple[str, int], config: DtlsConfiguration, *,
@@ -347,3 +584,38 @@ def connect(address: tuple[str, int], config: DtlsConfiguration, *,
                 raise
         return dtls_sock
     raise error if error is not None else OSError(f"getaddrinfo returned nothing for {host}")
+
+
+def accept(address: tuple[str, int] | socket.socket, config: DtlsConfiguration, *,
+           timeout: float | None = None,
+           do_handshake_on_connect: bool = False) -> DtlsSocket:
+    """A DTLS server socket for one client: bind `address` (host, port) (or take a bound
+    UDP socket) and serve the first client that completes the cookie exchange.
+
+    The handshake runs on the first send/recv or `do_handshake()` (now, with
+    `do_handshake_on_connect`); `timeout` is the socket timeout for those calls."""
+    if config.is_client:
+        raise ValueError("dtls.accept needs a server configuration (is_client=False)")
+    if isinstance(address, socket.socket):
+        sock = address
+    else:
+        host, port = address
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.bind((host, port))
+        except BaseException:
+            sock.close()
+            raise
+    try:
+        dtls_sock = DtlsSocket.wrap_server(sock, config, timeout=timeout)
+    except BaseException:
+        sock.close()
+        raise
+    if do_handshake_on_connect:
+        try:
+            dtls_sock.do_handshake()
+        except BaseException:
+            dtls_sock.close()
+            raise
+    return dtls_sock

@@ -945,3 +945,63 @@ def test_unusable_private_keys_are_configuration_errors() -> None:
     with pytest.raises(ValueError, match="P-256 or P-384"):
         DtlsConfiguration(is_client=False, certificate_chain=[cert],
                           private_key=_ec.generate_private_key(_ec.SECP521R1())).validate()
+
+
+# -- batch API and the front-ends' fast path ---------------------------------------------
+
+
+def test_send_many_seals_one_datagram_per_payload(server_identity) -> None:
+    link = make_pair(server_identity)
+    with pytest.raises(ConnectionStateError):
+        link.client.connection.send_many([b"early"])
+    handshake(link)
+    payloads = [b"p%d" % i for i in range(12)] + [b""]
+    link.client.connection.send_many(payloads)
+    link.run(lambda: len(link.server.of_type(ApplicationData)) == len(payloads))
+    assert [e.data for e in link.server.of_type(ApplicationData)] == payloads
+    with pytest.raises(ValueError):
+        link.client.connection.send_many([b"ok", bytes(2**14 + 1)])
+    link.client.connection.send_many([])
+
+
+def test_fast_path_states_and_receive_opened(server_identity) -> None:
+    """What a front-end's batched socket path does: seal and open with the connection's
+    own states, hand everything that is not application data to receive_opened."""
+    link = make_pair(server_identity)
+    assert link.client.connection.application_states() is None
+    handshake(link)
+    link.run(lambda: False, max_time=0.1)  # settle
+    client, server = link.client.connection, link.server.connection
+    c_states, s_states = client.application_states(), server.application_states()
+    assert c_states is not None and s_states is not None
+    c_read, c_write = c_states
+    s_read, _ = s_states
+    # Application data sealed by the client's write state opens with the server's read
+    # state; the server's own sequence numbers and replay window move.
+    record = c_write.seal(ContentType.APPLICATION_DATA, b"fast")
+    opened = s_read.open(record)
+    assert opened.ok and bytes(opened.payload) == b"fast"
+    assert not s_read.open(record).ok  # the shared window saw it
+    # An alert opened by the front-end goes to receive_opened and ends the connection.
+    client.close()
+    [(alert_record, _)] = client.datagrams_to_send(link.now)
+    result = s_read.open(alert_record)
+    assert result.ok and result.content_type == ContentType.ALERT
+    server.receive_opened([result], CLIENT_ADDR, link.now, application_data=1,
+                          refused={})
+    assert server.state is HandshakeState.CLOSED
+    (end,) = [e for e in iter(server.next_event, None) if isinstance(e, ConnectionTerminated)]
+    assert end.by_peer and end.alert == AlertDescription.close_notify
+    assert server.application_states() is None
+
+
+def test_receive_opened_counts_refusals_and_ignores_other_addresses(server_identity) -> None:
+    from dtls.recordbase import OpenStatus
+    link = make_pair(server_identity)
+    handshake(link)
+    server = link.server.connection
+    server.receive_opened([], CLIENT_ADDR, link.now,
+                          refused={OpenStatus.BAD_MAC: 3, OpenStatus.REPLAY: 2})
+    assert server.stats["record_bad_mac"] == 3 and server.stats["record_replay"] == 2
+    server.receive_opened([], ("203.0.113.9", 1), link.now, refused={OpenStatus.BAD_MAC: 1})
+    assert server.stats["wrong_address"] == 1 and server.stats["record_bad_mac"] == 3

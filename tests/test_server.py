@@ -596,3 +596,25 @@ def test_udp_server_reports_rejected_handshakes(case: FailureCase, pki: PKI) -> 
         assert stats["handshakes_failed"] == 1 and stats["handshakes_completed"] == 0
         assert stats["handshake_failure_reasons"] == {case.server_reason: 1}
         assert stats["sessions"] == 0 and handled == []
+
+
+def test_send_many_queues_one_datagram_per_payload_in_order() -> None:
+    net = Net()
+    addr = ("198.51.100.7", 5007)
+    net.add_client(addr)
+    net.run(lambda: net.established(addr))
+    session = net.server.session(addr)
+    assert session is not None
+    payloads = [b"batch %d" % i for i in range(10)]
+    net.server.send_many(addr, payloads)
+    out = [d for d in net.server.datagrams_to_send(net.now) if d[1] == addr]
+    assert len(out) == 10
+    for datagram, _ in out:
+        net.clients[addr].receive_datagram(datagram, SERVER, net.now)
+    got = [e.data for e in iter(net.clients[addr].next_event, None)
+           if isinstance(e, ApplicationData)]
+    assert got == payloads
+    session.send_many([b"x", b"y"])
+    assert len(net.server.datagrams_to_send(net.now)) == 2
+    with pytest.raises(KeyError):
+        net.server.send_many(("198.51.100.99", 1), [b"z"])
