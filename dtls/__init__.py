@@ -28,6 +28,7 @@ __all__ = [
     "BulkCipher",
     "CipherState",
     "ContentType",
+    "DtlsSocket",
     "MacAlgorithm",
     "OpenResult",
     "OpenStatus",
@@ -38,8 +39,10 @@ __all__ = [
     "ReplayWindow",
     "SequenceExhausted",
     "__version__",
+    "accept",
+    "connect",
     "record_backend",
     "split_records",
 ]
 from . import aio  # noqa: F401  (asyncio front-end: dtls.aio.connect, dtls.aio.serve)
-from .sock import DtlsSocket, accept, connect  # noqa: F401  (blocking, UDP-like front-end)
+from .sock import DtlsSocket, accept, connect  # blocking, UDP-like front-end

@@ -1,10 +1,11 @@
 """Loopback demo: a real DTLS 1.2 handshake and an echo over UDP, with its throughput.
 
-A server thread and a client share nothing but a UDP socket pair on 127.0.0.1.  The
-server has a fresh self-signed ECDSA P-256 certificate; the client pins its SHA-256
-fingerprint (the WebRTC model).  The handshake includes the stateless cookie exchange.
-Then the client sends payloads in windows and checks every echo; a plain-UDP echo with
-the same loop runs first for scale.
+A server thread (`dtls.accept`) and a client (`dtls.connect`) share nothing but UDP on
+127.0.0.1.  The server has a fresh self-signed ECDSA P-256 certificate; the client pins
+its SHA-256 fingerprint (the WebRTC model).  The handshake includes the stateless cookie
+exchange.  The client then sends payloads in windows and checks every echo, first with
+the one-record calls (send/recv), then with the batch calls (send_many/recv_many); a
+plain-UDP echo with the same loop runs first for scale.
 
     python examples/dtls_echo_loopback.py [--seconds 2] [--size 1200] [--suite NAME]
 """
@@ -17,6 +18,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -25,8 +27,7 @@ from cryptography.x509.oid import NameOID
 
 import dtls
 from dtls.config import DtlsConfiguration
-from dtls.connection import Connection
-from dtls.events import ApplicationData, ConnectionTerminated, HandshakeCompleted
+from dtls.errors import DtlsError
 from dtls.suites import CipherSuite
 
 WINDOW = 32  # echoes in flight
@@ -44,41 +45,21 @@ def self_signed() -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     return cert, key
 
 
-def pump(conn: Connection, sock: socket.socket, events: list[object], timeout: float) -> None:
-    """One turn of a sans-IO driver: timers, outgoing datagrams, at most one receive."""
-    now = time.monotonic()
-    timer = conn.get_timer()
-    if timer is not None and now >= timer:
-        conn.handle_timer(now)
-    for datagram, addr in conn.datagrams_to_send(now):
-        sock.sendto(datagram, addr) if addr else sock.send(datagram)
-    sock.settimeout(timeout)
+def dtls_echo_server(server: dtls.DtlsSocket, batch: bool) -> None:
+    """Echo every payload back until the client closes: per record, or per batch."""
     try:
-        data, addr = sock.recvfrom(65536)
-    except (TimeoutError, ConnectionRefusedError):
-        data = b""
-    if data:
-        conn.receive_datagram(data, addr, time.monotonic())
-    for datagram, addr in conn.datagrams_to_send(time.monotonic()):
-        sock.sendto(datagram, addr) if addr else sock.send(datagram)
-    while (event := conn.next_event()) is not None:
-        events.append(event)
+        while True:
+            if batch:
+                server.send_many([bytes(p) for p in server.recv_many()])
+            else:
+                server.send(server.recv(65536))
+    except (DtlsError, TimeoutError):
+        pass  # close_notify from the client (or it went away)
+    finally:
+        server.close()
 
 
-def dtls_server(sock: socket.socket, config: DtlsConfiguration, stop: threading.Event) -> None:
-    conn = Connection(config)
-    events: list[object] = []
-    while not stop.is_set():
-        pump(conn, sock, events, 0.05)
-        for event in events:
-            if isinstance(event, ApplicationData):
-                conn.send(event.data)  # echo
-            elif isinstance(event, ConnectionTerminated):
-                return
-        events.clear()
-
-
-def plain_server(sock: socket.socket, stop: threading.Event) -> None:
+def plain_echo_server(sock: socket.socket, stop: threading.Event) -> None:
     sock.settimeout(0.05)
     while not stop.is_set():
         try:
@@ -88,92 +69,71 @@ def plain_server(sock: socket.socket, stop: threading.Event) -> None:
         sock.sendto(data, addr)
 
 
-def udp_pair() -> tuple[socket.socket, socket.socket]:
+def echo_rate(seconds: float, payload: bytes, send_window: Callable[[], None],
+              receive: Callable[[], int]) -> float:
+    """Echoes/s: send a window, wait for all of it to come back, repeat."""
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        send_window()
+        received = 0
+        while received < WINDOW:
+            received += receive()
+        done += WINDOW
+    return done / (time.perf_counter() - start)
+
+
+def run_plain(seconds: float, payload: bytes) -> float:
     server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     server.bind(("127.0.0.1", 0))
     client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     client.connect(server.getsockname())
-    for s in (server, client):
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
-    return client, server
-
-
-def run_plain(seconds: float, payload: bytes) -> float:
-    client, server = udp_pair()
+    client.settimeout(5)
     stop = threading.Event()
-    thread = threading.Thread(target=plain_server, args=(server, stop), daemon=True)
+    thread = threading.Thread(target=plain_echo_server, args=(server, stop), daemon=True)
     thread.start()
-    client.settimeout(2.0)
-    done, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
+
+    def send_window() -> None:
         for _ in range(WINDOW):
             client.send(payload)
+
+    def receive() -> int:
+        assert client.recv(65536) == payload
+        return 1
+
+    try:
+        return echo_rate(seconds, payload, send_window, receive)
+    finally:
+        stop.set()
+        thread.join()
+        client.close()
+        server.close()
+
+
+def client_calls(client: dtls.DtlsSocket, payload: bytes,
+                 batch: bool) -> tuple[Callable[[], None], Callable[[], int]]:
+    """(send a window, receive some and say how many) with the one-record or batch API."""
+    if batch:
+        window = [payload] * WINDOW
+
+        def receive_batch() -> int:
+            view = client.recv_many()
+            assert all(p == payload for p in view)
+            return len(view)
+
+        def send_batch() -> None:
+            client.send_many(window)
+
+        return send_batch, receive_batch
+
+    def send_window() -> None:
         for _ in range(WINDOW):
-            assert client.recv(65536) == payload
-        done += WINDOW
-    rate = done / (time.perf_counter() - start)
-    stop.set()
-    thread.join()
-    client.close()
-    server.close()
-    return rate
+            client.send(payload)
 
+    def receive_one() -> int:
+        assert client.recv(65536) == payload
+        return 1
 
-def run_dtls(seconds: float, payload: bytes,
-             suite: CipherSuite) -> tuple[float, float, HandshakeCompleted]:
-    cert, key = self_signed()
-    server_config = DtlsConfiguration(is_client=False, certificate_chain=[cert],
-                                      private_key=key, cipher_suites=(suite,))
-    client_config = DtlsConfiguration(
-        is_client=True, cipher_suites=(suite,),
-        pinned_sha256=(cert.fingerprint(hashes.SHA256()),))
-    client_sock, server_sock = udp_pair()
-    stop = threading.Event()
-    thread = threading.Thread(target=dtls_server, args=(server_sock, server_config, stop),
-                              daemon=True)
-    thread.start()
-
-    conn = Connection(client_config)
-    events: list[object] = []
-    t0 = time.perf_counter()
-    conn.connect(time.monotonic())
-    completed = None
-    while completed is None:
-        pump(conn, client_sock, events, 0.05)
-        for event in events:
-            if isinstance(event, HandshakeCompleted):
-                completed = event
-            elif isinstance(event, ConnectionTerminated):
-                raise SystemExit(f"handshake failed: {event}")
-        events.clear()
-        if time.perf_counter() - t0 > 10:
-            raise SystemExit("handshake did not complete in 10 s")
-    handshake_ms = (time.perf_counter() - t0) * 1000
-
-    done, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        for _ in range(WINDOW):
-            conn.send(payload)
-        received = 0
-        deadline = time.monotonic() + 5
-        while received < WINDOW:
-            pump(conn, client_sock, events, 0.5)
-            for event in events:
-                if isinstance(event, ApplicationData):
-                    assert event.data == payload
-                    received += 1
-            events.clear()
-            if time.monotonic() > deadline:
-                raise SystemExit("echo stalled (datagrams lost on loopback?)")
-        done += WINDOW
-    rate = done / (time.perf_counter() - start)
-    conn.close()
-    pump(conn, client_sock, events, 0.01)
-    stop.set()
-    thread.join()
-    client_sock.close()
-    server_sock.close()
-    return handshake_ms, rate, completed
+    return send_window, receive_one
 
 
 def main() -> None:
@@ -186,21 +146,43 @@ def main() -> None:
     payload = os.urandom(args.size)
     suite = CipherSuite[args.suite]
     print(f"dtls {dtls.__version__}, record layer backend: {dtls.record_backend}")
-    handshake_ms, rate, completed = run_dtls(args.seconds, payload, suite)
-    c = completed
-    version = {dtls.DTLS1_2: "DTLS 1.2", dtls.DTLS1_0: "DTLS 1.0"}.get(c.version, hex(c.version))
-    group = c.named_group.name if c.named_group is not None else "-"
-    peer = c.peer_certificate.subject.rfc4514_string() if c.peer_certificate else "-"
-    print(f"handshake: {version}, {c.cipher_suite.name}, {group}, "
-          f"extended_master_secret={c.extended_master_secret}, server {peer} (pinned)")
-    print(f"handshake time (cookie exchange included): {handshake_ms:.1f} ms\n")
+
+    cert, key = self_signed()
+    server_config = DtlsConfiguration(is_client=False, certificate_chain=[cert],
+                                      private_key=key, cipher_suites=(suite,))
+    client_config = DtlsConfiguration(cipher_suites=(suite,),
+                                      pinned_sha256=(cert.fingerprint(hashes.SHA256()),))
     plain = run_plain(args.seconds, payload)
+    rates = {}
+    for batch in (False, True):
+        server = dtls.accept(("127.0.0.1", 0), server_config, timeout=10)
+        thread = threading.Thread(target=dtls_echo_server, args=(server, batch), daemon=True)
+        thread.start()
+        t0 = time.perf_counter()
+        client = dtls.connect(server.getsockname(), client_config, timeout=10,
+                              do_handshake_on_connect=True)
+        handshake_ms = (time.perf_counter() - t0) * 1000
+        if not batch:
+            c = client.handshake
+            assert c is not None
+            version = {dtls.DTLS1_2: "DTLS 1.2", dtls.DTLS1_0: "DTLS 1.0"}.get(c.version,
+                                                                           hex(c.version))
+            group = c.named_group.name if c.named_group is not None else "-"
+            peer = c.peer_certificate.subject.rfc4514_string() if c.peer_certificate else "-"
+            print(f"handshake: {version}, {c.cipher_suite.name}, {group}, "
+                  f"extended_master_secret={c.extended_master_secret}, server {peer} (pinned)")
+            print(f"handshake time (cookie exchange included): {handshake_ms:.1f} ms\n")
+        rates[batch] = echo_rate(args.seconds, payload, *client_calls(client, payload, batch))
+        client.close()
+        thread.join(5)
+    single, many = rates[False], rates[True]
     print(f"echo of {args.size}-byte datagrams over 127.0.0.1, {WINDOW} in flight, "
           "client and server threads in one process:")
-    print(f"  plain UDP   {plain:10,.0f} echoes/s")
-    print(f"  DTLS 1.2    {rate:10,.0f} echoes/s  "
-          f"({rate * args.size * 8 * 2 / 1e6:,.0f} Mbit/s both ways, {rate / plain:.2f}x plain UDP)")
-
+    print(f"  plain UDP (send/recv)          {plain:10,.0f} echoes/s")
+    print(f"  DTLS send/recv                 {single:10,.0f} echoes/s  "
+          f"({single / plain:.2f}x plain UDP)")
+    print(f"  DTLS send_many/recv_many       {many:10,.0f} echoes/s  "
+          f"({many / plain:.2f}x plain UDP)")
 
 if __name__ == "__main__":
     main()

@@ -498,14 +498,14 @@ def test_send_many_and_recv_many_both_ways(caplog: pytest.LogCaptureFixture) -> 
         peer.send_many([p.upper() for p in got])
 
     async def main() -> None:
-        async with await dtls.aio.serve(batch_echo, HOST, 0, server_config()) as server:
-            async with await dtls.aio.connect(*server.address, client_config()) as client:
-                payloads = [b"msg %d" % i for i in range(20)]
-                client.send_many(payloads)
-                back: list[bytes] = []
-                while len(back) < 20:
-                    back += await client.recv_many()
-                assert back == [p.upper() for p in payloads]
-                with pytest.raises(ValueError):
-                    client.send_many([bytes(2**14 + 1)])
+        async with await dtls.aio.serve(batch_echo, HOST, 0, server_config()) as server, \
+                await dtls.aio.connect(*server.address, client_config()) as client:
+            payloads = [b"msg %d" % i for i in range(20)]
+            client.send_many(payloads)
+            back: list[bytes] = []
+            while len(back) < 20:
+                back += await client.recv_many()
+            assert back == [p.upper() for p in payloads]
+            with pytest.raises(ValueError):
+                client.send_many([bytes(2**14 + 1)])
     run(main(), caplog)

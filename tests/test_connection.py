@@ -974,7 +974,7 @@ def test_fast_path_states_and_receive_opened(server_identity) -> None:
     client, server = link.client.connection, link.server.connection
     c_states, s_states = client.application_states(), server.application_states()
     assert c_states is not None and s_states is not None
-    c_read, c_write = c_states
+    _, c_write = c_states
     s_read, _ = s_states
     # Application data sealed by the client's write state opens with the server's read
     # state; the server's own sequence numbers and replay window move.
