@@ -175,6 +175,7 @@ _CHANGE_CIPHER_SPEC = b"\x01"  # RFC 5246 7.1
 
 _APPLICATION_DATA_TYPE = bytes((ContentType.APPLICATION_DATA,))
 MAX_QUEUED_DATAGRAMS = 256
+_DATAGRAM_FALLBACK = (1200, 508, 256)  # see Connection._shrink_datagrams
 MAX_HELLO_VERIFY_REQUESTS = 3
 MAX_NEW_EPOCH_FAILURES = 3
 _KEY_EXCHANGE = {KeyExchange.ECDHE: KeyExchangeAlgorithm.ECDHE,
@@ -294,6 +295,9 @@ class Connection:
         self._timer = RetransmitTimer(configuration.initial_retransmit_timeout,
                                       configuration.max_retransmit_timeout)
         self._handshake_deadline: float | None = None
+        # Bytes per handshake datagram: the configured size until retransmissions suggest
+        # a path-MTU black hole (see _shrink_datagrams).
+        self._datagram_limit = configuration.max_datagram_size
 
         self._datagrams: list[tuple[bytes, Address]] = []
         self._events: deque[Event] = deque()
@@ -395,6 +399,8 @@ class Connection:
                 and self._flight_state is FlightState.WAITING:
             self._flight.retransmissions += 1
             self.stats["retransmit_timeout"] += 1
+            if self._flight.retransmissions >= 2:
+                self._shrink_datagrams()
             if self._reassembly_poisoned:
                 self._reset_reassembly()
             logger.debug("%r: timer expired, resending flight (%d)", self,
@@ -618,10 +624,25 @@ class Connection:
         protection = self._write_states[hint.epoch].protection
         return max(int(protection.record_length(n)) - n for n in range(BLOCK_LEN))
 
+    def _shrink_datagrams(self) -> None:
+        """RFC 6347 4.1.1.1: when repeated retransmissions get no answer and the PMTU is
+        unknown, back off to smaller records.  One step per unanswered timeout, down a
+        ladder of sizes that paths are known to carry: 1200 (IPv6's 1280 minimum MTU less
+        headers), 508 (IPv4's 576-byte minimum reassembly size less the largest IP header
+        and UDP), 256 (the smallest max_datagram_size: a ClientHello still fits)."""
+        for size in _DATAGRAM_FALLBACK:
+            if size < self._datagram_limit:
+                logger.debug("%r: no answer after %d retransmissions, datagrams %d -> %d "
+                             "bytes", self, self._flight.retransmissions if self._flight else 0,
+                             self._datagram_limit, size)
+                self._datagram_limit = size
+                self.stats["datagram_size_reduced"] += 1
+                return
+
     def _transmit_flight(self) -> None:
         """Pack the flight into datagrams and seal each piece with fresh sequence numbers."""
         assert self._flight is not None
-        for datagram in pack_flight(self._flight.entries, self.configuration.max_datagram_size,
+        for datagram in pack_flight(self._flight.entries, self._datagram_limit,
                                     self._record_overhead):
             self._queue(b"".join(self._write_states[hint.epoch].seal(hint.content_type, piece)
                                  for hint, piece in datagram), self._peer_address)

@@ -25,6 +25,7 @@ are not application data (alerts, handshake retransmissions) still reach the con
 
 from __future__ import annotations
 
+import math
 import select
 import socket
 import threading
@@ -422,7 +423,10 @@ class DtlsSocket:
         True if the socket is ready."""
         wakeups = [t for t in (deadline, timer) if t is not None]
         if wakeups:
-            ms = max(0, int((min(wakeups) - time.monotonic()) * 1000) + 1)
+            remaining = min(wakeups) - time.monotonic()
+            # Round up (a poll that returns early would spin), but a passed deadline
+            # (timeout 0) polls without waiting.
+            ms = math.ceil(remaining * 1000) if remaining > 0 else 0
             return bool(poller.poll(ms))
         return bool(poller.poll())
 
