@@ -3,6 +3,7 @@
     python -m dtls selfsigned --cert cert.pem --key key.pem
     python -m dtls server --port 4433 --cert cert.pem --key key.pem
     python -m dtls client 127.0.0.1:4433 --fingerprint AB:CD:...   (lines from stdin)
+    python -m dtls bench [--quick] ...   (source checkout: runs bench/run.py)
 
 In the spirit of `openssl s_server` / `s_client`: both print the negotiated protocol
 version, cipher suite and the peer's identity.  The client prints that summary and any
@@ -421,6 +422,28 @@ def _client_loop(sock: Any, args: argparse.Namespace, out: TextIO) -> int:
         selector.close()
 
 
+# -- bench -----------------------------------------------------------------------------
+
+
+def cmd_bench(argv: Sequence[str]) -> int:
+    """Run bench/run.py of the source checkout this package lives in, passing `argv`."""
+    import shlex
+    import subprocess
+
+    run_py = Path(__file__).resolve().parent.parent / "bench" / "run.py"
+    if not run_py.is_file():
+        print(f"dtls bench: {run_py} not found: the benchmarks ship with the source "
+              "checkout, not the installed package (run it from a git clone, e.g. "
+              "pip install -e .)", file=sys.stderr)
+        return 2
+    env = dict(os.environ, DTLS_BENCH_COMMAND=shlex.join(["python", "-m", "dtls", "bench",
+                                                           *argv]))
+    try:
+        return subprocess.call([sys.executable, str(run_py), *argv], env=env)
+    except KeyboardInterrupt:
+        return 130
+
+
 # -- argument parsing ------------------------------------------------------------------
 
 
@@ -466,6 +489,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--linger", type=float, default=1.0,
                    help="after stdin ends, wait this long for replies before closing")
 
+    sub.add_parser("bench", add_help=False,
+                   help="run the benchmarks (bench/run.py of a source checkout; "
+                   "`python -m dtls bench --help` for its options)")
+
     g = sub.add_parser("selfsigned", help="write a test ECDSA P-256 certificate and key")
     g.add_argument("--cert", default="cert.pem")
     g.add_argument("--key", default="key.pem")
@@ -475,6 +502,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # its options are bench/run.py's, not ours
+        return cmd_bench(argv[1:])
     args = build_parser().parse_args(argv)
     if getattr(args, "verbose", False):
         logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
