@@ -33,6 +33,7 @@ import struct
 import sys
 import threading
 import weakref
+from array import array
 from collections.abc import Iterator, Sequence
 from enum import IntEnum, IntFlag
 from typing import Any
@@ -550,8 +551,8 @@ def _pack_sockaddr(family: int, addr: Any) -> bytes:
         try:
             a = socket.inet_pton(socket.AF_INET, host)
         except OSError:  # a hostname: resolve as socket.sendto would
-            host = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_DGRAM)[0][4][0]
-            a = socket.inet_pton(socket.AF_INET, host)
+            ai = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_DGRAM)
+            a = socket.inet_pton(socket.AF_INET, str(ai[0][4][0]))
         return _FAMILY.pack(_AF_INET) + port.to_bytes(2, "big") + a + bytes(8)
     if family == _AF_INET6:
         if not 2 <= len(addr) <= 4:
@@ -567,9 +568,9 @@ def _pack_sockaddr(family: int, addr: Any) -> bytes:
             if pct and not scope:
                 scope = int(sc) if sc.isdigit() else socket.if_nametoindex(sc)
         except OSError:
-            sa = socket.getaddrinfo(host, port, socket.AF_INET6, socket.SOCK_DGRAM)[0][4]
-            a = socket.inet_pton(socket.AF_INET6, sa[0].partition("%")[0])
-            scope = scope or sa[3]
+            sa: Any = socket.getaddrinfo(host, port, socket.AF_INET6, socket.SOCK_DGRAM)[0][4]
+            a = socket.inet_pton(socket.AF_INET6, str(sa[0]).partition("%")[0])
+            scope = scope or int(sa[3])
         return (_FAMILY.pack(_AF_INET6) + port.to_bytes(2, "big") + flow.to_bytes(4, "big") + a
                 + scope.to_bytes(4, sys.byteorder))
     raise ValueError(f"address family {family} needs raw sockaddr bytes")
@@ -922,13 +923,14 @@ class Reprotected:
 
 
 class _RelayScratch:
-    __slots__ = ("buf", "cap", "counts", "info", "lens", "lens_cap", "nothers", "others",
-                 "out", "out_cap", "spans", "spans_cap", "view")
+    __slots__ = ("buf", "cap", "counts", "counts_tail", "info", "lens", "lens_cap", "nothers",
+                 "others", "out", "out_cap", "spans", "spans_cap", "view")
 
     def __init__(self) -> None:
         self.cap = self.out_cap = self.lens_cap = self.spans_cap = 0
         self.buf = self.out = self.lens = self.others = self.spans = ffi.NULL
         self.counts = ffi.new("uint32_t[]", lib.DTLS_STATUS_SLOTS)
+        self.counts_tail = memoryview(ffi.buffer(self.counts))[4:]
         self.info = ffi.new("uint32_t[]", lib.DTLS_RELAY_INFO)
         self.nothers = ffi.new("uint32_t *")
         self.view = Reprotected()
@@ -958,30 +960,32 @@ def _relay_scratch() -> _RelayScratch:
         return r
 
 
-def _out_bound(out_state: CipherState, in_len: int) -> tuple[int, int]:
+def _out_bound(in_len: int) -> tuple[int, int]:
     """(out_cap, record count) that no input of in_len bytes can exceed: a record of f
     fragment bytes (f + 13 on the wire) carries at most f plaintext bytes, which seal to at
-    most record_len(0) + 16 + f bytes (CBC padding varies by under a block)."""
-    nrec = in_len // lib.DTLS_HEADER_LEN + 1
-    grow = max(0, int(lib.dtls_state_record_len(out_state._st, 0)) + 16 - lib.DTLS_HEADER_LEN)
-    return in_len + nrec * grow, nrec
+    most f + DTLS_MAX_OVERHEAD bytes."""
+    nrec = in_len // _HEADER + 1
+    return in_len + nrec * _GROWTH, nrec
+
+
+_HEADER = lib.DTLS_HEADER_LEN
+_GROWTH = lib.DTLS_MAX_OVERHEAD - lib.DTLS_HEADER_LEN
+_NO_COUNTS = bytes(4 * (lib.DTLS_STATUS_SLOTS - 1))
 
 
 def _finish(r: _RelayScratch, k: int, raw: Any) -> Reprotected:
     v = r.view
     v._n = k
     v._offs = None
-    c = r.counts
-    if c[0] == k and not any(c[1 : lib.DTLS_STATUS_SLOTS]):
+    m = r.nothers[0]
+    if r.counts_tail == _NO_COUNTS and not m:  # the common case: nothing refused or left
         v.refused = _NO_REFUSALS
-    else:
-        v.refused = {_STATUS[st]: int(c[st]) for st in range(1, len(_STATUS)) if c[st]}
-    m = int(r.nothers[0])
-    if m:
-        o = r.others
-        v.others = [bytes(raw[o[2 * j] : o[2 * j] + o[2 * j + 1]]) for j in range(m)]
-    else:
         v.others = []
+        return v
+    c = r.counts
+    v.refused = {_STATUS[st]: int(c[st]) for st in range(1, len(_STATUS)) if c[st]}
+    o = r.others
+    v.others = [bytes(raw[o[2 * j] : o[2 * j] + o[2 * j + 1]]) for j in range(m)]
     return v
 
 
@@ -1003,30 +1007,42 @@ def reprotect(in_state: CipherState, out_state: CipherState, data: Buffer,
     if type(in_state) is not CipherState or type(out_state) is not CipherState:
         raise TypeError("reprotect needs the C record layer's CipherStates")
     total = len(data)
+    r = _relay_scratch()
     if lengths is None:
-        lens = [total]
+        ndg = 1
+        if r.spans_cap == 0:
+            r.in_space(0, 1)
+        sp = r.spans
+        sp[0] = 0
+        sp[1] = total
     else:
         lens = list(lengths)
         if any(n < 0 for n in lens) or sum(lens) != total:
             raise ValueError("datagram lengths must be >= 0 and add up to len(data)")
-    spans, o = [], 0
-    for n in lens:
-        spans += (o, n)
-        o += n
-    r = _relay_scratch()
-    out_cap, nrec = _out_bound(out_state, total)
-    r.space(total, out_cap, nrec)
+        ndg = len(lens)
+        spans = array("I", [0]) * (2 * ndg)
+        o = 0
+        for j, n in enumerate(lens):
+            spans[2 * j] = o
+            spans[2 * j + 1] = n
+            o += n
+        r.in_space(0, ndg)
+        ffi.memmove(r.spans, spans, 8 * ndg)
+    nrec = total // _HEADER + 1  # _out_bound, inlined
+    out_cap = total + nrec * _GROWTH
+    if out_cap > r.out_cap or nrec > r.lens_cap:
+        r.space(total, out_cap, nrec)
     raw = data if type(data) is bytes else ffi.from_buffer(data)
     try:
         k = lib.dtls_reprotect(in_state._st, out_state._st, content_type, raw, total,
-                               ffi.new("uint32_t[]", spans), len(lens), r.out, r.out_cap, r.lens,
+                               r.spans, ndg, r.out, r.out_cap, r.lens,
                                r.lens_cap, r.others, r.lens_cap, r.nothers, r.counts)
     except OverflowError:
         raise ValueError("content_type must be 0..255") from None
     if k < 0:
         _raise(k)
     v = _finish(r, int(k), data)
-    v.datagrams = len(lens)
+    v.datagrams = ndg
     v.dropped = v.sent = v.error = 0
     return v
 
@@ -1060,7 +1076,7 @@ def relay(in_state: CipherState, in_sock: socket.socket, out_state: CipherState,
     nspans = max_datagrams * (_GRO_MAX_SEGMENTS if caps & UdpCaps.GRO_ON else 1)
     r = _relay_scratch()
     r.in_space(cap, nspans)
-    out_cap, nrec = _out_bound(out_state, cap)
+    out_cap, nrec = _out_bound(cap)
     r.space(cap, out_cap, nrec + nspans)
     while True:
         try:
