@@ -266,7 +266,7 @@ def test_seal_sendto_reaches_each_peer(sockets: list[socket.socket], fam: tuple[
         addr: Any = p.getsockname() if k % 2 else _cudpio._sockaddr(srv, p.getsockname())
         assert _cudpio.seal_sendto(seal, srv, addr, 23, payloads, mode) == len(payloads)
         assert seal.next_seq == len(payloads)
-        wire = []
+        wire: list[bytes] = []
         while len(wire) < len(payloads) and select.select([p], [], [], 2.0)[0]:
             data, src = p.recvfrom(65535)
             assert src == srv.getsockname()
@@ -284,9 +284,10 @@ def test_sendto_address_forms(sockets: list[socket.socket]) -> None:
         assert _cudpio.seal_sendto(seal, srv, addr, 23, [b"hi"]) == 1
         assert select.select([p], [], [], 2.0)[0]
         assert bytes(opener.open(p.recv(100)).payload) == b"hi"
-    for bad, err in [(("127.0.0.1", 70000), OverflowError), (("127.0.0.1",), TypeError),
+    bads: list[tuple[Any, type[Exception]]] = [(("127.0.0.1", 70000), OverflowError), (("127.0.0.1",), TypeError),
                      (["127.0.0.1", port], TypeError), (b"\x02", ValueError),
-                     (bytes(129), ValueError)]:
+                     (bytes(129), ValueError)]
+    for bad, err in bads:
         with pytest.raises(err):
             _cudpio.seal_sendto(seal, srv, bad, 23, [b"x"])
     assert seal.next_seq == 2
@@ -465,7 +466,7 @@ def test_relay_one_call(sockets: list[socket.socket], send_mode: SendMode, recv_
         others += v.others
     assert relayed == len(payloads)
     assert len(others) == 1 and a_in.open(others[0]).payload == b"\x01\x00"
-    wire = []
+    wire: list[bytes] = []
     while len(wire) < len(payloads) and select.select([b], [], [], 2.0)[0]:
         wire.append(b.recv(65535))
     assert wire == [b_ref.seal(23, p) for p in payloads]
@@ -543,7 +544,9 @@ def test_one_record_round_trip() -> None:
         y.setblocking(False)
         seal, opener = state(), state()
         assert _cudpio.recv_open_one(opener, y) is None
-        for p in [b"", b"a", bytes(16384), bytearray(b"ba"), memoryview(b"mv")]:
+        ps: list[bytes | bytearray | memoryview] = [b"", b"a", bytes(16384), bytearray(b"ba"),
+                                                    memoryview(b"mv")]
+        for p in ps:
             assert _cudpio.seal_send_one(seal, x, 23, p) == 1
             r = _cudpio.recv_open_one(opener, y)
             assert r is not None and not isinstance(r, list)
