@@ -248,6 +248,40 @@ def test_recv_from_c_bounds() -> None:
         assert alens[0] == 16  # sizeof(struct sockaddr_in)
 
 
+@pytest.mark.parametrize("fam", FAMILIES)
+def test_server_demux_open_and_reply(sockets: list[socket.socket], fam: tuple[int, str]) -> None:
+    """The intended server loop: recv_from, demultiplex by raw address, open per session
+    with that session's state, reply with seal_sendto to the raw address."""
+    family, host = fam
+    srv = udp(family, host)
+    peers = [udp(family, host, blocking=True) for _ in range(8)]
+    sockets += [srv, *peers]
+    c_tx = {p.getsockname(): state(k=i + 1) for i, p in enumerate(peers)}
+    s_rx = {p.getsockname(): state(k=i + 1) for i, p in enumerate(peers)}
+    s_tx = {p.getsockname(): state(k=100 + i) for i, p in enumerate(peers)}
+    for rnd in range(3):
+        for p in peers:
+            msg = b"%r #%d" % (p.getsockname(), rnd)
+            p.sendto(c_tx[p.getsockname()].seal(23, msg), srv.getsockname())
+    sessions: dict[bytes, Any] = {}
+    handled = 0
+    while handled < 3 * len(peers) and select.select([srv], [], [], 2.0)[0]:
+        batch = _cudpio.recv_from(srv)
+        for i in range(len(batch)):
+            raw = batch.raw_address(i)
+            peer = sessions.setdefault(raw, batch.address(i))
+            [res] = s_rx[peer].open_batch(batch.datagram(i))
+            assert res.status == OpenStatus.OK
+            assert bytes(res.payload).startswith(repr(peer).encode())
+            assert _cudpio.seal_sendto(s_tx[peer], srv, raw, 23, [b"ack " + res.payload]) == 1
+            handled += 1
+    assert handled == 3 * len(peers) and len(sessions) == len(peers)
+    for i, p in enumerate(peers):
+        opener = state(k=100 + i)
+        acks = [bytes(opener.open(p.recv(200)).payload) for _ in range(3)]
+        assert acks == [b"ack %r #%d" % (p.getsockname(), r) for r in range(3)]
+
+
 # ---- seal_sendto -----------------------------------------------------------------------------
 
 
