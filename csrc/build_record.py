@@ -124,6 +124,34 @@ long dtls_recv_open(dtls_state *s, int fd, int mode, uint8_t *buf, size_t cap, s
 long dtls_compact_results(const dtls_open_result *res, size_t n, uint8_t app_type,
                           uint32_t *spans, uint32_t *counts, uint32_t *others,
                           uint32_t *nothers);
+#define DTLS_ADDR_SIZE 128
+long dtls_seal_sendto(dtls_state *s, int fd, uint8_t type, const uint8_t *in,
+                      const uint32_t *lens, size_t n, int mode, uint8_t *out, size_t out_cap,
+                      uint32_t *out_lens, const uint8_t *addr, size_t addrlen);
+long dtls_recv_from(int fd, int mode, uint8_t *buf, size_t cap, size_t slot, size_t max_dgrams,
+                    uint32_t *spans, uint8_t *addrs, uint32_t *addrlens, size_t dg_cap,
+                    uint32_t *dropped);
+long dtls_seal_send_one(dtls_state *s, int fd, uint8_t type, const uint8_t *in, size_t in_len,
+                        uint8_t *out, size_t out_cap);
+#define DTLS_RECV_SEVERAL -200
+long dtls_recv_open_one(dtls_state *s, int fd, uint8_t *buf, size_t cap, uint8_t *out,
+                        size_t out_cap, dtls_open_result *res, uint32_t *dlen);
+long dtls_reprotect(dtls_state *in_s, dtls_state *out_s, uint8_t app_type, const uint8_t *in,
+                    size_t in_len, const uint32_t *spans, size_t ndgrams, uint8_t *out,
+                    size_t out_cap, uint32_t *out_lens, size_t lens_cap, uint32_t *others,
+                    size_t others_cap, uint32_t *nothers, uint32_t *counts);
+#define DTLS_RELAY_DATAGRAMS 0
+#define DTLS_RELAY_DROPPED 1
+#define DTLS_RELAY_SEALED 2
+#define DTLS_RELAY_SENT 3
+#define DTLS_RELAY_ERRNO 4
+#define DTLS_RELAY_INFO 5
+long dtls_relay(dtls_state *in_s, int in_fd, int recv_mode, uint8_t *buf, size_t cap,
+                size_t slot, size_t max_dgrams, uint32_t *spans, size_t spans_cap,
+                dtls_state *out_s, int out_fd, int send_mode, const uint8_t *addr,
+                size_t addrlen, uint8_t app_type, uint8_t *out, size_t out_cap,
+                uint32_t *out_lens, size_t lens_cap, uint32_t *others, size_t others_cap,
+                uint32_t *nothers, uint32_t *counts, uint32_t *info);
 """
 
 _SANITIZE = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer",

@@ -31,6 +31,96 @@ long dtls_compact_results(const dtls_open_result *res, size_t n, uint8_t app_typ
     return (long)k;
 }
 
+/* ---- re-protection (no sockets: every platform) ---------------------------------------- */
+
+/* The length of the whole record starting at rec (left bytes on), or 0 if none does. */
+static size_t frame(const uint8_t *rec, size_t left)
+{
+    if (left < DTLS_HEADER_LEN)
+        return 0;
+    const size_t flen = (size_t)rec[11] << 8 | rec[12];
+    if (flen > left - DTLS_HEADER_LEN || flen > DTLS_MAX_FRAGMENT)
+        return 0;
+    return DTLS_HEADER_LEN + flen;
+}
+
+long dtls_reprotect(dtls_state *in_s, dtls_state *out_s, uint8_t app_type, const uint8_t *in,
+                    size_t in_len, const uint32_t *spans, size_t ndgrams, uint8_t *out,
+                    size_t out_cap, uint32_t *out_lens, size_t lens_cap, uint32_t *others,
+                    size_t others_cap, uint32_t *nothers, uint32_t *counts)
+{
+    *nothers = 0;
+    memset(counts, 0, DTLS_STATUS_SLOTS * sizeof counts[0]);
+    if (in_len > UINT32_MAX)
+        return DTLS_ERR_ARG;
+    /* Pass 1 changes nothing: frame every record, refuse bad spans and short outputs. */
+    size_t napp = 0, nrec = 0, need = 0;
+    for (size_t d = 0; d < ndgrams; d++) {
+        const size_t pos = spans[2 * d], dlen = spans[2 * d + 1];
+        if (pos > in_len || dlen > in_len - pos)
+            return DTLS_ERR_ARG;
+        size_t off = 0, rl;
+        while ((rl = frame(in + pos + off, dlen - off)) != 0) {
+            nrec++;
+            if (in[pos + off] == app_type) {
+                const size_t pl = rl - DTLS_HEADER_LEN; /* a plaintext is never longer */
+                napp++;
+                need += dtls_state_record_len(out_s, pl < DTLS_MAX_PLAINTEXT ? pl
+                                                                              : DTLS_MAX_PLAINTEXT);
+            }
+            off += rl;
+        }
+    }
+    if (napp > lens_cap || nrec > others_cap || need > out_cap)
+        return DTLS_ERR_SPACE;
+    const uint64_t next = dtls_state_next_seq(out_s);
+    if (napp && (next > DTLS_MAX_SEQ || DTLS_MAX_SEQ - next < napp - 1))
+        return DTLS_ERR_SEQ;
+
+    uint8_t pt[DTLS_MAX_FRAGMENT];
+    size_t k = 0, m = 0, opos = 0;
+    for (size_t d = 0; d < ndgrams; d++) {
+        const size_t pos = spans[2 * d], dlen = spans[2 * d + 1];
+        size_t off = 0;
+        while (off < dlen) {
+            const uint8_t *rec = in + pos + off;
+            const size_t rl = frame(rec, dlen - off);
+            if (rl == 0) { /* nothing after a bad length can be framed, as dtls_open_batch */
+                counts[DTLS_MALFORMED]++;
+                break;
+            }
+            int st = DTLS_BAD_EPOCH; /* other content types go to the caller unopened */
+            if (rec[0] == app_type) {
+                dtls_open_result res;
+                const long r = dtls_open(in_s, rec, rl, pt, sizeof pt, &res);
+                if (r >= 0) {
+                    const long w = dtls_seal(out_s, app_type, pt, (size_t)r, out + opos,
+                                             out_cap - opos);
+                    if (w < 0)
+                        return w; /* pass 1 ruled out SPACE and SEQ */
+                    out_lens[k++] = (uint32_t)w;
+                    opos += (size_t)w;
+                    counts[DTLS_OK]++;
+                    off += rl;
+                    continue;
+                }
+                if (r > DTLS_OPEN_REFUSED)
+                    return r;
+                st = (int)(DTLS_OPEN_REFUSED - r);
+                counts[st < DTLS_STATUS_SLOTS ? st : DTLS_STATUS_SLOTS - 1]++;
+            }
+            if (st == DTLS_BAD_EPOCH) {
+                others[2 * m] = (uint32_t)(pos + off);
+                others[2 * m + 1] = (uint32_t)rl;
+                m++;
+            }
+            off += rl;
+        }
+    }
+    *nothers = (uint32_t)m;
+    return (long)k;
+}
+
 #ifdef _WIN32
 
 long dtls_udp_caps(int fd)
@@ -62,6 +152,56 @@ long dtls_recv_open(dtls_state *s, int fd, int mode, uint8_t *buf, size_t cap, s
     (void)out, (void)out_cap, (void)res, (void)res_cap;
     *ndgrams = 0;
     *dropped = 0;
+    return DTLS_ERR_OS_BASE - ENOSYS;
+}
+
+long dtls_seal_sendto(dtls_state *s, int fd, uint8_t type, const uint8_t *in,
+                      const uint32_t *lens, size_t n, int mode, uint8_t *out, size_t out_cap,
+                      uint32_t *out_lens, const uint8_t *addr, size_t addrlen)
+{
+    (void)s, (void)fd, (void)type, (void)in, (void)lens, (void)n, (void)mode, (void)out;
+    (void)out_cap, (void)out_lens, (void)addr, (void)addrlen;
+    return DTLS_ERR_OS_BASE - ENOSYS;
+}
+
+long dtls_recv_from(int fd, int mode, uint8_t *buf, size_t cap, size_t slot, size_t max_dgrams,
+                    uint32_t *spans, uint8_t *addrs, uint32_t *addrlens, size_t dg_cap,
+                    uint32_t *dropped)
+{
+    (void)fd, (void)mode, (void)buf, (void)cap, (void)slot, (void)max_dgrams, (void)spans;
+    (void)addrs, (void)addrlens, (void)dg_cap;
+    *dropped = 0;
+    return DTLS_ERR_OS_BASE - ENOSYS;
+}
+
+long dtls_seal_send_one(dtls_state *s, int fd, uint8_t type, const uint8_t *in, size_t in_len,
+                        uint8_t *out, size_t out_cap)
+{
+    (void)s, (void)fd, (void)type, (void)in, (void)in_len, (void)out, (void)out_cap;
+    return DTLS_ERR_OS_BASE - ENOSYS;
+}
+
+long dtls_recv_open_one(dtls_state *s, int fd, uint8_t *buf, size_t cap, uint8_t *out,
+                        size_t out_cap, dtls_open_result *res, uint32_t *dlen)
+{
+    (void)s, (void)fd, (void)buf, (void)cap, (void)out, (void)out_cap, (void)res;
+    *dlen = 0;
+    return DTLS_ERR_OS_BASE - ENOSYS;
+}
+
+long dtls_relay(dtls_state *in_s, int in_fd, int recv_mode, uint8_t *buf, size_t cap,
+                size_t slot, size_t max_dgrams, uint32_t *spans, size_t spans_cap,
+                dtls_state *out_s, int out_fd, int send_mode, const uint8_t *addr,
+                size_t addrlen, uint8_t app_type, uint8_t *out, size_t out_cap,
+                uint32_t *out_lens, size_t lens_cap, uint32_t *others, size_t others_cap,
+                uint32_t *nothers, uint32_t *counts, uint32_t *info)
+{
+    (void)in_s, (void)in_fd, (void)recv_mode, (void)buf, (void)cap, (void)slot;
+    (void)max_dgrams, (void)spans, (void)spans_cap, (void)out_s, (void)out_fd;
+    (void)send_mode, (void)addr, (void)addrlen, (void)app_type, (void)out, (void)out_cap;
+    (void)out_lens, (void)lens_cap, (void)others, (void)others_cap, (void)counts;
+    memset(info, 0, DTLS_RELAY_INFO * sizeof info[0]);
+    *nothers = 0;
     return DTLS_ERR_OS_BASE - ENOSYS;
 }
 
@@ -158,12 +298,20 @@ long dtls_udp_set_gro(int fd, int on)
 
 /* ---- sending ---------------------------------------------------------------------------- */
 
+/* Where datagrams go: to == NULL for a connected socket, else a sockaddr of tolen bytes. */
+typedef struct {
+    const struct sockaddr *to;
+    socklen_t tolen;
+} dest;
+
 /* One send per record from record *sent on; advances *sent and *off. 0 or an errno. */
-static int send_plain(int fd, const uint8_t *out, const uint32_t *lens, size_t n, size_t *sent,
-                      size_t *off)
+static int send_plain(int fd, const dest *d, const uint8_t *out, const uint32_t *lens, size_t n,
+                      size_t *sent, size_t *off)
 {
     while (*sent < n) {
-        if (send(fd, out + *off, lens[*sent], 0) < 0)
+        const ssize_t r = d->to ? sendto(fd, out + *off, lens[*sent], 0, d->to, d->tolen)
+                                : send(fd, out + *off, lens[*sent], 0);
+        if (r < 0)
             return errno;
         *off += lens[*sent];
         (*sent)++;
@@ -172,8 +320,8 @@ static int send_plain(int fd, const uint8_t *out, const uint32_t *lens, size_t n
 }
 
 #ifdef HAVE_MMSG
-static int send_mmsg(int fd, uint8_t *out, const uint32_t *lens, size_t n, size_t *sent,
-                     size_t *off)
+static int send_mmsg(int fd, const dest *d, uint8_t *out, const uint32_t *lens, size_t n,
+                     size_t *sent, size_t *off)
 {
     struct mmsghdr msgs[MMSG_CHUNK];
     struct iovec iov[MMSG_CHUNK];
@@ -186,6 +334,8 @@ static int send_mmsg(int fd, uint8_t *out, const uint32_t *lens, size_t n, size_
             iov[j].iov_len = lens[*sent + j];
             msgs[j].msg_hdr.msg_iov = &iov[j];
             msgs[j].msg_hdr.msg_iovlen = 1;
+            msgs[j].msg_hdr.msg_name = (void *)d->to;
+            msgs[j].msg_hdr.msg_namelen = d->to ? d->tolen : 0;
             o += lens[*sent + j];
         }
         int r = sendmmsg(fd, msgs, (unsigned)k, 0);
@@ -201,8 +351,8 @@ static int send_mmsg(int fd, uint8_t *out, const uint32_t *lens, size_t n, size_
     return 0;
 }
 
-static int send_gso(int fd, uint8_t *out, const uint32_t *lens, size_t n, size_t *sent,
-                    size_t *off)
+static int send_gso(int fd, const dest *d, uint8_t *out, const uint32_t *lens, size_t n,
+                    size_t *sent, size_t *off)
 {
     while (*sent < n) {
         /* A run: records of one size, optionally ended by one shorter record (the kernel
@@ -229,6 +379,8 @@ static int send_gso(int fd, uint8_t *out, const uint32_t *lens, size_t n, size_t
         memset(&mh, 0, sizeof mh);
         mh.msg_iov = &iov;
         mh.msg_iovlen = 1;
+        mh.msg_name = (void *)d->to;
+        mh.msg_namelen = d->to ? d->tolen : 0;
         if (k > 1) {
             const uint16_t gso_size = (uint16_t)seg;
             memset(&ctl, 0, sizeof ctl);
@@ -245,7 +397,7 @@ static int send_gso(int fd, uint8_t *out, const uint32_t *lens, size_t n, size_t
             /* EINVAL: segment larger than the route MTU; EIO: no checksum offload.  Send
              * this run one record at a time instead of failing the batch. */
             if (k > 1 && (e == EINVAL || e == EIO)) {
-                int r = send_plain(fd, out, lens, *sent + k, sent, off);
+                int r = send_plain(fd, d, out, lens, *sent + k, sent, off);
                 if (r)
                     return r;
                 continue;
@@ -259,8 +411,9 @@ static int send_gso(int fd, uint8_t *out, const uint32_t *lens, size_t n, size_t
 }
 #endif
 
-long dtls_seal_send(dtls_state *s, int fd, uint8_t type, const uint8_t *in, const uint32_t *lens,
-                    size_t n, int mode, uint8_t *out, size_t out_cap, uint32_t *out_lens)
+static long seal_send_to(dtls_state *s, int fd, const dest *d, uint8_t type, const uint8_t *in,
+                         const uint32_t *lens, size_t n, int mode, uint8_t *out, size_t out_cap,
+                         uint32_t *out_lens)
 {
     if (mode != DTLS_UDP_PLAIN && mode != DTLS_UDP_MMSG && mode != DTLS_UDP_GSO)
         return DTLS_ERR_ARG;
@@ -276,17 +429,52 @@ long dtls_seal_send(dtls_state *s, int fd, uint8_t type, const uint8_t *in, cons
     int err = 0;
 #ifdef HAVE_MMSG
     if (mode == DTLS_UDP_GSO)
-        err = send_gso(fd, out, out_lens, n, &sent, &off);
+        err = send_gso(fd, d, out, out_lens, n, &sent, &off);
     else if (mode == DTLS_UDP_MMSG)
-        err = send_mmsg(fd, out, out_lens, n, &sent, &off);
+        err = send_mmsg(fd, d, out, out_lens, n, &sent, &off);
     else
 #endif
-        err = send_plain(fd, out, out_lens, n, &sent, &off);
+        err = send_plain(fd, d, out, out_lens, n, &sent, &off);
     if (sent < n) /* unsent records' seqs go back: the wire sees no gap and no reuse */
         dtls_state_set_next_seq(s, first + sent);
     if (sent == 0 && n > 0)
         return os_err(err);
     return (long)sent;
+}
+
+long dtls_seal_send(dtls_state *s, int fd, uint8_t type, const uint8_t *in, const uint32_t *lens,
+                    size_t n, int mode, uint8_t *out, size_t out_cap, uint32_t *out_lens)
+{
+    const dest d = {NULL, 0};
+    return seal_send_to(s, fd, &d, type, in, lens, n, mode, out, out_cap, out_lens);
+}
+
+long dtls_seal_sendto(dtls_state *s, int fd, uint8_t type, const uint8_t *in,
+                      const uint32_t *lens, size_t n, int mode, uint8_t *out, size_t out_cap,
+                      uint32_t *out_lens, const uint8_t *addr, size_t addrlen)
+{
+    struct sockaddr_storage ss; /* the caller's bytes may be unaligned */
+    if (addrlen < sizeof(sa_family_t) || addrlen > sizeof ss)
+        return DTLS_ERR_ARG;
+    memset(&ss, 0, sizeof ss);
+    memcpy(&ss, addr, addrlen);
+    const dest d = {(const struct sockaddr *)&ss, (socklen_t)addrlen};
+    return seal_send_to(s, fd, &d, type, in, lens, n, mode, out, out_cap, out_lens);
+}
+
+long dtls_seal_send_one(dtls_state *s, int fd, uint8_t type, const uint8_t *in, size_t in_len,
+                        uint8_t *out, size_t out_cap)
+{
+    const uint64_t seq = dtls_state_next_seq(s);
+    const long n = dtls_seal(s, type, in, in_len, out, out_cap);
+    if (n < 0)
+        return n;
+    if (send(fd, out, (size_t)n, 0) < 0) {
+        const int e = errno;
+        dtls_state_set_next_seq(s, seq); /* never on the wire: the seq is free again */
+        return os_err(e);
+    }
+    return n;
 }
 
 /* ---- receiving -------------------------------------------------------------------------- */
@@ -314,33 +502,23 @@ static size_t gro_size(struct msghdr *mh)
     return 0;
 }
 
-long dtls_recv_open(dtls_state *s, int fd, int mode, uint8_t *buf, size_t cap, size_t slot,
-                    size_t max_dgrams, uint8_t *out, size_t out_cap, dtls_open_result *res,
-                    size_t res_cap, uint32_t *ndgrams, uint32_t *dropped)
-{
-    *ndgrams = 0;
-    *dropped = 0;
-    if ((mode != DTLS_UDP_PLAIN && mode != DTLS_UDP_MMSG) || slot == 0 || slot > cap ||
-        max_dgrams == 0 || cap > UINT32_MAX)
-        return DTLS_ERR_ARG;
-#ifndef HAVE_MMSG
-    if (mode == DTLS_UDP_MMSG)
-        return os_err(ENOSYS);
-#endif
-    if (out_cap < cap)
-        return DTLS_ERR_SPACE;
-    size_t nslots = cap / slot;
-    if (nslots > max_dgrams)
-        nslots = max_dgrams;
-    if (nslots > MMSG_CHUNK)
-        nslots = MMSG_CHUNK;
-    if (mode == DTLS_UDP_PLAIN)
-        nslots = 1;
+/* What one receive call got, per slot: bytes, GRO segment size (0: not coalesced), source. */
+typedef struct {
+    size_t len[MMSG_CHUNK];
+    size_t seg[MMSG_CHUNK];
+    socklen_t namelen[MMSG_CHUNK];
+} slots_got;
 
+/* Receive into nslots (1..MMSG_CHUNK) slots of `slot` bytes at buf with recvmmsg (MMSG,
+ * MSG_WAITFORONE) or one recvmsg (PLAIN); names (nslots entries, or NULL) get the sources.
+ * Returns the datagrams received (0 when none is pending) or os_err(errno). */
+static long recv_slots(int fd, int mode, uint8_t *buf, size_t slot, size_t nslots,
+                       struct sockaddr_storage *names, slots_got *g)
+{
     struct iovec iov[MMSG_CHUNK];
     gro_ctl ctl[MMSG_CHUNK];
-    size_t got_len[MMSG_CHUNK], seg_size[MMSG_CHUNK];
-    size_t got = 0;
+    if (mode == DTLS_UDP_PLAIN)
+        nslots = 1;
 #ifdef HAVE_MMSG
     if (mode == DTLS_UDP_MMSG) {
         struct mmsghdr msgs[MMSG_CHUNK];
@@ -352,38 +530,83 @@ long dtls_recv_open(dtls_state *s, int fd, int mode, uint8_t *buf, size_t cap, s
             msgs[i].msg_hdr.msg_iovlen = 1;
             msgs[i].msg_hdr.msg_control = ctl[i].buf;
             msgs[i].msg_hdr.msg_controllen = sizeof ctl[i].buf;
+            if (names) {
+                msgs[i].msg_hdr.msg_name = &names[i];
+                msgs[i].msg_hdr.msg_namelen = sizeof names[i];
+            }
         }
         /* MSG_WAITFORONE: block (if the socket blocks) for the first datagram only. */
-        int r = recvmmsg(fd, msgs, (unsigned)nslots, MSG_WAITFORONE, NULL);
+        const int r = recvmmsg(fd, msgs, (unsigned)nslots, MSG_WAITFORONE, NULL);
         if (r < 0)
             return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : os_err(errno);
-        got = (size_t)r;
-        for (size_t i = 0; i < got; i++) {
-            got_len[i] = msgs[i].msg_len;
-            seg_size[i] = gro_size(&msgs[i].msg_hdr);
+        for (int i = 0; i < r; i++) {
+            g->len[i] = msgs[i].msg_len > slot ? slot : msgs[i].msg_len;
+            g->seg[i] = gro_size(&msgs[i].msg_hdr);
+            g->namelen[i] = names ? msgs[i].msg_hdr.msg_namelen : 0;
         }
-    } else
-#endif
-    {
-        struct msghdr mh;
-        memset(&mh, 0, sizeof mh);
-        iov[0].iov_base = buf;
-        iov[0].iov_len = slot;
-        mh.msg_iov = &iov[0];
-        mh.msg_iovlen = 1;
-        mh.msg_control = ctl[0].buf;
-        mh.msg_controllen = sizeof ctl[0].buf;
-        ssize_t r = recvmsg(fd, &mh, 0);
-        if (r < 0)
-            return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : os_err(errno);
-        got = 1;
-        got_len[0] = (size_t)r;
-        seg_size[0] = gro_size(&mh);
+        return r;
     }
+#endif
+    struct msghdr mh;
+    memset(&mh, 0, sizeof mh);
+    iov[0].iov_base = buf;
+    iov[0].iov_len = slot;
+    mh.msg_iov = &iov[0];
+    mh.msg_iovlen = 1;
+    mh.msg_control = ctl[0].buf;
+    mh.msg_controllen = sizeof ctl[0].buf;
+    if (names) {
+        mh.msg_name = &names[0];
+        mh.msg_namelen = sizeof names[0];
+    }
+    const ssize_t r = recvmsg(fd, &mh, 0);
+    if (r < 0)
+        return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : os_err(errno);
+    g->len[0] = (size_t)r > slot ? slot : (size_t)r;
+    g->seg[0] = gro_size(&mh);
+    g->namelen[0] = names ? mh.msg_namelen : 0;
+    return 1;
+}
+
+/* The checks dtls_recv_open and dtls_recv_from share; the slot count, or a DTLS_ERR_*. */
+static long recv_args(int mode, size_t cap, size_t slot, size_t max_dgrams)
+{
+    if ((mode != DTLS_UDP_PLAIN && mode != DTLS_UDP_MMSG) || slot == 0 || slot > cap ||
+        max_dgrams == 0 || cap > UINT32_MAX)
+        return DTLS_ERR_ARG;
+#ifndef HAVE_MMSG
+    if (mode == DTLS_UDP_MMSG)
+        return os_err(ENOSYS);
+#endif
+    size_t nslots = cap / slot;
+    if (nslots > max_dgrams)
+        nslots = max_dgrams;
+    if (nslots > MMSG_CHUNK)
+        nslots = MMSG_CHUNK;
+    return (long)nslots;
+}
+
+long dtls_recv_open(dtls_state *s, int fd, int mode, uint8_t *buf, size_t cap, size_t slot,
+                    size_t max_dgrams, uint8_t *out, size_t out_cap, dtls_open_result *res,
+                    size_t res_cap, uint32_t *ndgrams, uint32_t *dropped)
+{
+    *ndgrams = 0;
+    *dropped = 0;
+    const long nslots = recv_args(mode, cap, slot, max_dgrams);
+    if (nslots < 0)
+        return nslots;
+    if (out_cap < cap)
+        return DTLS_ERR_SPACE;
+    slots_got g;
+    const long nrecv = recv_slots(fd, mode, buf, slot, (size_t)nslots, NULL, &g);
+    if (nrecv < 0)
+        return nrecv;
+    const size_t got = (size_t)nrecv;
+    const size_t *got_len = g.len, *seg_size = g.seg;
 
     size_t nres = 0, opos = 0;
     for (size_t i = 0; i < got; i++) {
-        const size_t base = i * slot, len = got_len[i] > slot ? slot : got_len[i];
+        const size_t base = i * slot, len = got_len[i];
         const size_t step = seg_size[i] ? seg_size[i] : (len ? len : 1);
         size_t off = 0;
         do { /* an empty datagram is one datagram with no records */
@@ -412,6 +635,131 @@ long dtls_recv_open(dtls_state *s, int fd, int mode, uint8_t *buf, size_t cap, s
         } while (off < len);
     }
     return (long)nres;
+}
+
+/* Receive into spans (and, if addrs != NULL, addresses): see dtls_recv_from. */
+static long recv_spans(int fd, int mode, uint8_t *buf, size_t cap, size_t slot,
+                       size_t max_dgrams, uint32_t *spans, uint8_t *addrs, uint32_t *addrlens,
+                       size_t dg_cap, uint32_t *dropped)
+{
+    *dropped = 0;
+    const long nslots = recv_args(mode, cap, slot, max_dgrams);
+    if (nslots < 0)
+        return nslots;
+    if (dg_cap == 0)
+        return DTLS_ERR_SPACE;
+    struct sockaddr_storage names[MMSG_CHUNK];
+    slots_got g;
+    const long got = recv_slots(fd, mode, buf, slot, (size_t)nslots, addrs ? names : NULL, &g);
+    if (got < 0)
+        return got;
+    size_t n = 0;
+    for (size_t i = 0; i < (size_t)got; i++) {
+        const size_t len = g.len[i], step = g.seg[i] ? g.seg[i] : (len ? len : 1);
+        size_t namelen = g.namelen[i];
+        if (namelen > sizeof names[i])
+            namelen = sizeof names[i];
+        size_t off = 0;
+        do { /* an empty datagram is one datagram of length 0 */
+            const size_t dl = len - off < step ? len - off : step;
+            if (n == dg_cap) {
+                (*dropped)++;
+            } else {
+                spans[2 * n] = (uint32_t)(i * slot + off);
+                spans[2 * n + 1] = (uint32_t)dl;
+                if (addrs) {
+                    memcpy(addrs + n * DTLS_ADDR_SIZE, &names[i], namelen);
+                    addrlens[n] = (uint32_t)namelen;
+                }
+                n++;
+            }
+            off += dl;
+        } while (off < len);
+    }
+    return (long)n;
+}
+
+/* DTLS_ADDR_SIZE must hold any sockaddr the kernel returns. */
+typedef char dtls_addr_size_check[DTLS_ADDR_SIZE >= sizeof(struct sockaddr_storage) ? 1 : -1];
+
+long dtls_recv_from(int fd, int mode, uint8_t *buf, size_t cap, size_t slot, size_t max_dgrams,
+                    uint32_t *spans, uint8_t *addrs, uint32_t *addrlens, size_t dg_cap,
+                    uint32_t *dropped)
+{
+    if (addrs == NULL || addrlens == NULL)
+        return DTLS_ERR_ARG;
+    return recv_spans(fd, mode, buf, cap, slot, max_dgrams, spans, addrs, addrlens, dg_cap,
+                      dropped);
+}
+
+long dtls_recv_open_one(dtls_state *s, int fd, uint8_t *buf, size_t cap, uint8_t *out,
+                        size_t out_cap, dtls_open_result *res, uint32_t *dlen)
+{
+    *dlen = 0;
+    if (cap > UINT32_MAX)
+        return DTLS_ERR_ARG;
+    const ssize_t r = recv(fd, buf, cap, 0);
+    if (r < 0)
+        return os_err(errno);
+    const size_t n = (size_t)r;
+    *dlen = (uint32_t)n;
+    if (n == 0 || (n >= DTLS_HEADER_LEN && ((size_t)buf[11] << 8 | buf[12]) != n - DTLS_HEADER_LEN))
+        return DTLS_RECV_SEVERAL;
+    return dtls_open(s, buf, n, out, out_cap, res);
+}
+
+/* ---- relaying: see dtls_reprotect (portable, above) ------------------------------------ */
+
+long dtls_relay(dtls_state *in_s, int in_fd, int recv_mode, uint8_t *buf, size_t cap,
+                size_t slot, size_t max_dgrams, uint32_t *spans, size_t spans_cap,
+                dtls_state *out_s, int out_fd, int send_mode, const uint8_t *addr,
+                size_t addrlen, uint8_t app_type, uint8_t *out, size_t out_cap,
+                uint32_t *out_lens, size_t lens_cap, uint32_t *others, size_t others_cap,
+                uint32_t *nothers, uint32_t *counts, uint32_t *info)
+{
+    struct sockaddr_storage ss;
+    dest d = {NULL, 0};
+    memset(info, 0, DTLS_RELAY_INFO * sizeof info[0]);
+    *nothers = 0;
+    memset(counts, 0, DTLS_STATUS_SLOTS * sizeof counts[0]);
+    if (send_mode != DTLS_UDP_PLAIN && send_mode != DTLS_UDP_MMSG && send_mode != DTLS_UDP_GSO)
+        return DTLS_ERR_ARG;
+#ifndef HAVE_MMSG
+    if (send_mode != DTLS_UDP_PLAIN)
+        return os_err(ENOSYS);
+#endif
+    if (addr) {
+        if (addrlen < sizeof(sa_family_t) || addrlen > sizeof ss)
+            return DTLS_ERR_ARG;
+        memset(&ss, 0, sizeof ss);
+        memcpy(&ss, addr, addrlen);
+        d.to = (const struct sockaddr *)&ss;
+        d.tolen = (socklen_t)addrlen;
+    }
+    const long n = recv_spans(in_fd, recv_mode, buf, cap, slot, max_dgrams, spans, NULL, NULL,
+                              spans_cap, &info[DTLS_RELAY_DROPPED]);
+    if (n < 0)
+        return n;
+    info[DTLS_RELAY_DATAGRAMS] = (uint32_t)n;
+    const long k = dtls_reprotect(in_s, out_s, app_type, buf, cap, spans, (size_t)n, out,
+                                  out_cap, out_lens, lens_cap, others, others_cap, nothers,
+                                  counts);
+    if (k < 0)
+        return k;
+    info[DTLS_RELAY_SEALED] = (uint32_t)k;
+    size_t sent = 0, off = 0;
+    int err = 0;
+#ifdef HAVE_MMSG
+    if (send_mode == DTLS_UDP_GSO)
+        err = send_gso(out_fd, &d, out, out_lens, (size_t)k, &sent, &off);
+    else if (send_mode == DTLS_UDP_MMSG)
+        err = send_mmsg(out_fd, &d, out, out_lens, (size_t)k, &sent, &off);
+    else
+#endif
+        err = send_plain(out_fd, &d, out, out_lens, (size_t)k, &sent, &off);
+    info[DTLS_RELAY_SENT] = (uint32_t)sent;
+    info[DTLS_RELAY_ERRNO] = (uint32_t)err;
+    return (long)sent;
 }
 
 #endif

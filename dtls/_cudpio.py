@@ -16,6 +16,12 @@ here; the pure-Python record layer has no socket fast path.
 
 Blocking follows the fd: a Python socket with a timeout is non-blocking at the fd level, so
 for it these calls behave as on a non-blocking socket (wait with select/poll before them).
+
+Servers with many peers on one UNCONNECTED socket use recv_from (raw datagrams with their
+source addresses, no Python object per datagram; demultiplex by address, then open per
+session) and seal_sendto.  Relays use reprotect (open with one state, seal with another, the
+plaintext never becomes a Python object) or relay (receive + reprotect + send in one C call).
+seal_send_one / recv_open_one are the lean one-record-per-call paths.
 """
 
 from __future__ import annotations
@@ -23,17 +29,23 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import struct
+import sys
 import threading
 import weakref
+from array import array
 from collections.abc import Iterator, Sequence
 from enum import IntEnum, IntFlag
+from typing import Any
 
 from ._crecord import _BAD_EPOCH, _RESULT, _STATUS, Buffer, CipherState, _new_result, _raise
 from ._record import ffi, lib
 from .recordbase import MAX_FRAGMENT, OpenResult, OpenStatus
 
-__all__ = ["PayloadView", "RecvBatch", "SendMode", "UdpCaps", "best_send_mode", "recv_open",
-           "recv_payloads", "seal_send", "set_gro", "udp_caps"]
+__all__ = ["DatagramBatch", "PayloadView", "RecvBatch", "Reprotected", "SendMode", "UdpCaps",
+           "best_send_mode", "recv_from", "recv_open", "recv_open_one", "recv_payloads",
+           "relay", "reprotect", "seal_send", "seal_send_one", "seal_sendto", "set_gro",
+           "udp_caps"]
 
 
 class UdpCaps(IntFlag):
@@ -176,16 +188,30 @@ def seal_send(state: CipherState, sock: socket.socket, content_type: int,
     record sent, so retrying payloads[sent:] yields the records a full send would have.
     Raises OSError if nothing could be sent for another reason.
     """
+    return _seal_send(state, sock, content_type, payloads, mode, None, "seal_send")
+
+
+def seal_sendto(state: CipherState, sock: socket.socket, addr: tuple[Any, ...] | bytes,
+                content_type: int, payloads: Sequence[Buffer],
+                mode: SendMode | None = None) -> int:
+    """seal_send for an UNCONNECTED socket: every record goes to `addr`.
+
+    addr is an address as socket.sendto takes it for the socket's family ((host, port) for
+    AF_INET; (host, port[, flowinfo[, scope_id]]) for AF_INET6; hostnames are resolved, and
+    the conversion is cached), or the raw sockaddr bytes DatagramBatch.raw_address gives.
+    Same modes (GSO works unconnected), return value and partial-send rule as seal_send.
+    """
+    return _seal_send(state, sock, content_type, payloads, mode, _sockaddr(sock, addr),
+                      "seal_sendto")
+
+
+def _seal_send(state: CipherState, sock: socket.socket, content_type: int,
+               payloads: Sequence[Buffer], mode: SendMode | None, addr: bytes | None,
+               who: str) -> int:
     if type(state) is not CipherState:
-        raise TypeError("seal_send needs the C record layer's CipherState")
+        raise TypeError(f"{who} needs the C record layer's CipherState")
     fd = _fd(sock)
-    caps = udp_caps(sock)
-    if mode is None:
-        mode = best_send_mode(caps)
-    elif caps & _SEND_NEEDS[mode] != _SEND_NEEDS[mode]:
-        # Checked here, not left to the kernel: an AF_UNIX socket, say, would ignore the
-        # UDP_SEGMENT cmsg and send one datagram holding the whole run.
-        raise ValueError(f"send mode {mode.name} is not supported on this socket")
+    mode = _send_mode(sock, mode)
     n = len(payloads)
     if n == 0:
         return 0
@@ -202,8 +228,12 @@ def seal_send(state: CipherState, sock: socket.socket, content_type: int,
     out = s.out_space(cap)
     while True:
         try:
-            r = lib.dtls_seal_send(state._st, fd, content_type, data, lens, n, int(mode), out,
-                                   cap, s.out_lens)
+            if addr is None:
+                r = lib.dtls_seal_send(state._st, fd, content_type, data, lens, n, int(mode),
+                                       out, cap, s.out_lens)
+            else:
+                r = lib.dtls_seal_sendto(state._st, fd, content_type, data, lens, n, int(mode),
+                                         out, cap, s.out_lens, addr, len(addr))
         except OverflowError:
             raise ValueError("content_type must be 0..255") from None
         if r >= 0:
@@ -215,6 +245,17 @@ def seal_send(state: CipherState, sock: socket.socket, content_type: int,
             return 0
         if e != errno.EINTR:  # PEP 475: retry after a signal, as socket.send does
             raise _os_error(r)
+
+
+def _send_mode(sock: socket.socket, mode: SendMode | None) -> SendMode:
+    caps = udp_caps(sock)
+    if mode is None:
+        return best_send_mode(caps)
+    if caps & _SEND_NEEDS[mode] != _SEND_NEEDS[mode]:
+        # Checked here, not left to the kernel: an AF_UNIX socket, say, would ignore the
+        # UDP_SEGMENT cmsg and send one datagram holding the whole run.
+        raise ValueError(f"send mode {mode.name} is not supported on this socket")
+    return mode
 
 
 class RecvBatch:
@@ -245,21 +286,9 @@ def _recv(state: CipherState, sock: socket.socket, max_datagrams: int,
     """Receive and open one batch into the thread's scratch: (scratch, number of results)."""
     if type(state) is not CipherState:
         raise TypeError(f"{who} needs the C record layer's CipherState")
-    if not 1 <= max_datagrams <= 1024:
-        raise ValueError("max_datagrams must be 1..1024")
-    fd = _fd(sock)
-    caps = udp_caps(sock)
-    if mode is None:
-        mode = SendMode.MMSG if caps & UdpCaps.RECVMMSG else SendMode.PLAIN
-    if mode == SendMode.GSO:
-        raise ValueError("GSO is a sending mode; receive with MMSG or PLAIN")
-    if mode == SendMode.MMSG and not caps & UdpCaps.RECVMMSG:
-        raise ValueError("recvmmsg is not supported on this socket")
+    fd, mode, slot, _ = _recv_geometry(sock, max_datagrams, mode, datagram_size)
     if mode == SendMode.PLAIN:
         max_datagrams = 1
-    slot = datagram_size or (_GRO_SLOT if caps & UdpCaps.GRO_ON else _RECORD_SLOT)
-    if not 1 <= slot <= 65535:
-        raise ValueError("datagram_size must be 1..65535")
     cap = slot * max_datagrams
     s = _scratch()
     buf = s.in_space(cap)
@@ -275,6 +304,25 @@ def _recv(state: CipherState, sock: socket.socket, max_datagrams: int,
             _raise(n)
         if _OS_BASE - n != errno.EINTR:
             raise _os_error(n)
+
+
+def _recv_geometry(sock: socket.socket, max_datagrams: int, mode: SendMode | None,
+                   datagram_size: int | None) -> tuple[int, SendMode, int, UdpCaps]:
+    """Check receive arguments: (fd, receive mode, slot bytes per datagram, caps)."""
+    if not 1 <= max_datagrams <= 1024:
+        raise ValueError("max_datagrams must be 1..1024")
+    fd = _fd(sock)
+    caps = udp_caps(sock)
+    if mode is None:
+        mode = SendMode.MMSG if caps & UdpCaps.RECVMMSG else SendMode.PLAIN
+    if mode == SendMode.GSO:
+        raise ValueError("GSO is a sending mode; receive with MMSG or PLAIN")
+    if mode == SendMode.MMSG and not caps & UdpCaps.RECVMMSG:
+        raise ValueError("recvmmsg is not supported on this socket")
+    slot = datagram_size or (_GRO_SLOT if caps & UdpCaps.GRO_ON else _RECORD_SLOT)
+    if not 1 <= slot <= 65535:
+        raise ValueError("datagram_size must be 1..65535")
+    return fd, mode, slot, caps
 
 
 def recv_open(state: CipherState, sock: socket.socket, max_datagrams: int = 32,
@@ -432,3 +480,623 @@ def recv_payloads(state: CipherState, sock: socket.socket, max_datagrams: int = 
         m = int(v.nothers[0])
         view.others = _results(s, n, list(v.others[0:m])) if m else []
     return view
+
+
+# ---- addresses -------------------------------------------------------------------------------
+
+_ADDR_SIZE = lib.DTLS_ADDR_SIZE
+_FAMILY = struct.Struct("=H")  # sa_family_t, host order, first in every sockaddr
+_AF_INET = int(socket.AF_INET)
+_AF_INET6 = int(socket.AF_INET6)
+_ADDR_CACHE_MAX = 4096
+# Raw sockaddr bytes -> address tuple, and (family, tuple) -> raw bytes.  Bounded: cleared
+# when full (a server with more peers than this just converts again).  Shared by threads:
+# single dict operations are atomic, and a lost insert only costs a conversion.
+_tuples: dict[bytes, Any] = {}
+_raws: dict[tuple[int, Any], bytes] = {}
+
+
+def _link_local(a: bytes) -> bool:
+    return (a[0] == 0xFE and a[1] & 0xC0 == 0x80) or (a[0] == 0xFF and a[1] & 0x0F == 0x02)
+
+
+def _parse_sockaddr(raw: bytes) -> Any:
+    """A raw sockaddr as socket.recvfrom gives it: ('127.0.0.1', 5000) for IPv4,
+    ('::1', 5000, flowinfo, scope_id) for IPv6 (link-local hosts get '%scope' as
+    getnameinfo appends it); any other family comes back as the raw bytes."""
+    fam = _FAMILY.unpack_from(raw)[0] if len(raw) >= 2 else -1
+    if fam == _AF_INET and len(raw) >= 8:
+        return (socket.inet_ntop(socket.AF_INET, raw[4:8]), int.from_bytes(raw[2:4], "big"))
+    if fam == _AF_INET6 and len(raw) >= 28:
+        a = raw[8:24]
+        host = socket.inet_ntop(socket.AF_INET6, a)
+        scope = int.from_bytes(raw[24:28], sys.byteorder)
+        if scope and _link_local(a):
+            try:
+                host += "%" + socket.if_indextoname(scope)
+            except OSError:
+                host += "%" + str(scope)
+        return (host, int.from_bytes(raw[2:4], "big"), int.from_bytes(raw[4:8], "big"), scope)
+    return raw
+
+
+def _addr_tuple(raw: bytes) -> Any:
+    try:
+        return _tuples[raw]
+    except KeyError:
+        pass
+    t = _parse_sockaddr(raw)
+    if len(_tuples) >= _ADDR_CACHE_MAX:
+        _tuples.clear()
+    _tuples[raw] = t
+    return t
+
+
+def _port(p: Any) -> int:
+    if type(p) is not int:
+        raise TypeError(f"port must be an int, not {type(p).__name__}")
+    if not 0 <= p <= 65535:
+        raise OverflowError("port must be 0-65535.")
+    return p
+
+
+def _pack_sockaddr(family: int, addr: Any) -> bytes:
+    if not isinstance(addr, tuple):
+        raise TypeError(f"address must be a tuple or raw sockaddr bytes, not "
+                        f"{type(addr).__name__}")
+    if family == _AF_INET:
+        if len(addr) != 2:
+            raise TypeError("AF_INET address must be a pair (host, port)")
+        host, port = addr[0], _port(addr[1])
+        try:
+            a = socket.inet_pton(socket.AF_INET, host)
+        except OSError:  # a hostname: resolve as socket.sendto would
+            ai = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_DGRAM)
+            a = socket.inet_pton(socket.AF_INET, str(ai[0][4][0]))
+        return _FAMILY.pack(_AF_INET) + port.to_bytes(2, "big") + a + bytes(8)
+    if family == _AF_INET6:
+        if not 2 <= len(addr) <= 4:
+            raise TypeError("AF_INET6 address must be a tuple (host, port[, flowinfo[, scopeid]])")
+        host, port = addr[0], _port(addr[1])
+        flow = addr[2] if len(addr) > 2 else 0
+        scope = addr[3] if len(addr) > 3 else 0
+        if not 0 <= flow <= 0xFFFFF:
+            raise OverflowError("flowinfo must be 0-1048575.")
+        try:
+            name, pct, sc = host.partition("%")
+            a = socket.inet_pton(socket.AF_INET6, name)
+            if pct and not scope:
+                scope = int(sc) if sc.isdigit() else socket.if_nametoindex(sc)
+        except OSError:
+            sa: Any = socket.getaddrinfo(host, port, socket.AF_INET6, socket.SOCK_DGRAM)[0][4]
+            a = socket.inet_pton(socket.AF_INET6, str(sa[0]).partition("%")[0])
+            scope = scope or int(sa[3])
+        return (_FAMILY.pack(_AF_INET6) + port.to_bytes(2, "big") + flow.to_bytes(4, "big") + a
+                + scope.to_bytes(4, sys.byteorder))
+    raise ValueError(f"address family {family} needs raw sockaddr bytes")
+
+
+def _sockaddr(sock: socket.socket, addr: Any) -> bytes:
+    """The raw sockaddr for `addr` on sock's family (cached), or addr if it is raw bytes."""
+    if type(addr) is bytes:
+        if not 2 <= len(addr) <= _ADDR_SIZE:
+            raise ValueError(f"a raw socket address is 2..{_ADDR_SIZE} bytes")
+        return addr
+    key = (int(sock.family), addr)
+    try:
+        return _raws[key]
+    except KeyError:
+        pass
+    except TypeError:  # unhashable: a list, say
+        raise TypeError("address must be a tuple or raw sockaddr bytes") from None
+    raw = _pack_sockaddr(key[0], addr)
+    if len(_raws) >= _ADDR_CACHE_MAX:
+        _raws.clear()
+    _raws[key] = raw
+    return raw
+
+
+# ---- recv_from: raw datagrams with their sources, for unconnected sockets --------------------
+
+
+def _grow(ctype: str, n: int, have: int) -> tuple[Any, int]:
+    n = max(n, 2 * have, 256)
+    return ffi.new(ctype, n), n
+
+
+class DatagramBatch:
+    """The datagrams of one recv_from call, raw (nothing opened), with no Python object per
+    datagram until asked: the bytes stay in the thread's scratch buffer and C-written arrays
+    locate them and hold each source address.
+
+    len(batch) datagrams, in arrival order (a GRO-coalesced buffer counts as its segments,
+    each with the buffer's source).  batch.datagram(i) -> memoryview of datagram i;
+    batch.address(i) -> its source as socket.recvfrom gives it (('127.0.0.1', 5000) or
+    ('::1', 5000, flowinfo, scope_id)); batch.raw_address(i) -> the raw sockaddr bytes (a
+    cheap dict key; seal_sendto takes it as the destination).  Iteration yields
+    (memoryview, address) pairs.  batch.dropped counts datagrams received but not stored
+    (never, with the default slot counts).
+
+    VALID UNTIL THE NEXT recv_from CALL ON THE SAME THREAD: the batch object and the buffer
+    its memoryviews point into are per-thread scratch, overwritten by the next call.  Copy
+    what you keep (bytes(batch.datagram(i))).  Stale memoryviews never point at freed
+    memory, only at newer data.
+    """
+
+    __slots__ = ("_addrs", "_alens", "_buf", "_n", "_spans", "dropped")
+
+    def __init__(self) -> None:
+        self._buf = self._addrs = memoryview(b"")
+        self._spans = self._alens = memoryview(b"").cast("I")
+        self._n = self.dropped = 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    def _index(self, i: int) -> int:
+        if 0 <= i < self._n:
+            return i
+        if -self._n <= i < 0:
+            return i + self._n
+        raise IndexError("datagram index out of range")
+
+    def datagram(self, i: int) -> memoryview:
+        i = self._index(i)
+        sp = self._spans
+        off = sp[2 * i]
+        return self._buf[off : off + sp[2 * i + 1]]
+
+    def raw_address(self, i: int) -> bytes:
+        i = self._index(i)
+        o = i * _ADDR_SIZE
+        return self._addrs[o : o + self._alens[i]].tobytes()
+
+    def address(self, i: int) -> Any:
+        return _addr_tuple(self.raw_address(i))
+
+    def __iter__(self) -> Iterator[tuple[memoryview, Any]]:
+        buf, sp, addrs, alens = self._buf, self._spans, self._addrs, self._alens
+        for i in range(self._n):
+            off = sp[2 * i]
+            o = i * _ADDR_SIZE
+            yield (buf[off : off + sp[2 * i + 1]],
+                   _addr_tuple(addrs[o : o + alens[i]].tobytes()))
+
+    def __repr__(self) -> str:
+        return f"DatagramBatch({self._n} datagrams, dropped={self.dropped})"
+
+
+class _FromScratch:
+    __slots__ = ("addrs", "alens", "batch", "buf", "cap", "dg_cap", "dropped", "spans")
+
+    def __init__(self) -> None:
+        self.cap = self.dg_cap = 0
+        self.buf = self.spans = self.addrs = self.alens = ffi.NULL
+        self.dropped = ffi.new("uint32_t *")
+        self.batch = DatagramBatch()
+
+    def space(self, cap: int, dg_cap: int) -> None:
+        b = self.batch
+        if cap > self.cap:
+            self.buf, self.cap = _grow("uint8_t[]", cap, self.cap)
+            b._buf = memoryview(ffi.buffer(self.buf))
+        if dg_cap > self.dg_cap:
+            self.alens, self.dg_cap = _grow("uint32_t[]", dg_cap, self.dg_cap)
+            self.spans = ffi.new("uint32_t[]", 2 * self.dg_cap)
+            self.addrs = ffi.new("uint8_t[]", _ADDR_SIZE * self.dg_cap)
+            b._spans = memoryview(ffi.buffer(self.spans)).cast("I")
+            b._alens = memoryview(ffi.buffer(self.alens)).cast("I")
+            b._addrs = memoryview(ffi.buffer(self.addrs))
+
+
+def _from_scratch() -> _FromScratch:
+    try:
+        return _local.from_  # type: ignore[no-any-return]
+    except AttributeError:
+        _local.from_ = f = _FromScratch()
+        return f
+
+
+_GRO_MAX_SEGMENTS = 64  # the kernel's UDP_GRO_CNT_MAX: segments per coalesced buffer
+
+
+def recv_from(sock: socket.socket, max_datagrams: int = 32, mode: SendMode | None = None,
+              datagram_size: int | None = None) -> DatagramBatch:
+    """Receive up to max_datagrams datagrams with their source addresses, unopened, on any
+    UDP socket (meant for an unconnected server socket with many peers).
+
+    Blocking, modes (MMSG: recvmmsg; PLAIN: one recvmsg), datagram_size and GRO splitting
+    are as in recv_open; a datagram longer than the slot is cut to it.  Returns the
+    thread's DatagramBatch (empty when nothing was pending on a non-blocking socket),
+    valid until the next recv_from on this thread.
+    """
+    fd, mode, slot, caps = _recv_geometry(sock, max_datagrams, mode, datagram_size)
+    if mode == SendMode.PLAIN:
+        max_datagrams = 1
+    cap = slot * max_datagrams
+    dg_cap = max_datagrams * (_GRO_MAX_SEGMENTS if caps & UdpCaps.GRO_ON else 1)
+    f = _from_scratch()
+    f.space(cap, dg_cap)
+    while True:
+        n = lib.dtls_recv_from(fd, int(mode), f.buf, cap, slot, max_datagrams, f.spans,
+                               f.addrs, f.alens, f.dg_cap, f.dropped)
+        if n >= 0:
+            break
+        if n > _OS_BASE:
+            _raise(n)
+        if _OS_BASE - n != errno.EINTR:
+            raise _os_error(n)
+    b = f.batch
+    b._n = int(n)
+    b.dropped = int(f.dropped[0])
+    return b
+
+
+# ---- the lean one-record paths (connected sockets) -------------------------------------------
+
+_ONE_CAP = 65535  # any datagram whole, and any record's plaintext
+_send_one = lib.dtls_seal_send_one
+_recv_one = lib.dtls_recv_open_one
+_SEVERAL = lib.DTLS_RECV_SEVERAL
+_REFUSED = lib.DTLS_OPEN_REFUSED
+_OK = OpenStatus.OK
+_EAGAIN = errno.EAGAIN
+_EINTR = errno.EINTR
+
+
+class _OneScratch:
+    __slots__ = ("buf", "buf_view", "dlen", "out", "out_view", "res")
+
+    def __init__(self) -> None:
+        self.out = ffi.new("uint8_t[]", _ONE_CAP)
+        self.out_view = ffi.buffer(self.out)
+        self.buf = ffi.new("uint8_t[]", _ONE_CAP)
+        self.buf_view = ffi.buffer(self.buf)
+        self.res = ffi.new("dtls_open_result *")
+        self.dlen = ffi.new("uint32_t *")
+
+
+def _one_scratch() -> _OneScratch:
+    try:
+        return _local.one  # type: ignore[no-any-return]
+    except AttributeError:
+        _local.one = o = _OneScratch()
+        return o
+
+
+def seal_send_one(state: CipherState, sock: socket.socket, content_type: int,
+                  data: Buffer) -> int:
+    """Seal `data` as one record and send it with one send() on a connected socket.
+
+    Returns 1 when sent, 0 when the socket would block (EAGAIN/ENOBUFS; next_seq is put
+    back, so retrying gives the same record).  Raises ValueError for a payload over 2^14
+    bytes or a content_type outside 0..255, OSError for other send errors, TypeError for
+    a state that is not the C layer's.  One C call: seal into per-thread scratch and send.
+    """
+    try:
+        o = _local.one
+    except AttributeError:
+        o = _one_scratch()
+    try:
+        r = _send_one(state._st, sock.fileno(), content_type,
+                      data if type(data) is bytes else ffi.from_buffer(data), len(data), o.out,
+                      _ONE_CAP)
+    except (AttributeError, TypeError, OverflowError):
+        _one_args(state, content_type)
+        raise
+    if r >= 0:
+        return 1
+    return _send_one_failed(state, sock, content_type, data, r)
+
+
+def _one_args(state: Any, content_type: Any) -> None:
+    if type(state) is not CipherState:
+        raise TypeError("seal_send_one needs the C record layer's CipherState")
+    if type(content_type) is int and not 0 <= content_type <= 255:
+        raise ValueError("content_type must be 0..255")
+
+
+def _send_one_failed(state: CipherState, sock: socket.socket, content_type: int, data: Buffer,
+                     r: int) -> int:
+    if r > _OS_BASE:
+        _raise(r)
+    e = _OS_BASE - r
+    if e in _WOULD_BLOCK:
+        return 0
+    if e == _EINTR:
+        return seal_send_one(state, sock, content_type, data)
+    raise _os_error(r)
+
+
+def recv_open_one(state: CipherState,
+                  sock: socket.socket) -> OpenResult | list[OpenResult] | None:
+    """Receive one datagram (one recv()) on a connected socket and open it.
+
+    Returns None when nothing is pending on a non-blocking socket; the OpenResult of the
+    datagram's record when it holds exactly one (the common case; the payload is a bytes
+    copy, as CipherState.open gives); and, for any other datagram (several records,
+    trailing bytes, a cut record, an empty datagram), the list state.open_batch(datagram)
+    returns.  Do not use it with GRO enabled on the socket (use recv_open).
+    """
+    try:
+        o = _local.one
+    except AttributeError:
+        o = _one_scratch()
+    try:
+        n = _recv_one(state._st, sock.fileno(), o.buf, _ONE_CAP, o.out, _ONE_CAP, o.res,
+                      o.dlen)
+    except AttributeError:
+        _one_args(state, 0)
+        raise
+    if n >= 0:
+        res = o.res
+        return _new_result(OpenResult, (_OK, res.type, state.epoch, res.seq, o.out_view[0:n]))
+    if _REFUSED - len(_STATUS) < n < _REFUSED:
+        st = _REFUSED - n
+        res = o.res
+        payload = o.buf_view[0 : o.dlen[0]] if st == _BAD_EPOCH else b""
+        return _new_result(OpenResult, (_STATUS[st], res.type, res.epoch, res.seq, payload))
+    if n == _SEVERAL:
+        return state.open_batch(o.buf_view[0 : o.dlen[0]])
+    if n > _OS_BASE:
+        _raise(n)
+    e = _OS_BASE - n
+    if e in _WOULD_BLOCK:
+        return None
+    if e == _EINTR:
+        return recv_open_one(state, sock)
+    raise _os_error(n)
+
+
+# ---- relays: reprotect and relay -------------------------------------------------------------
+
+
+class Reprotected:
+    """The records of one reprotect (or relay) call, sealed with the out state, with no
+    Python object per record: they lie back to back in the thread's scratch buffer.
+
+    len(r) records; r.record(i) -> memoryview of record i; iteration gives them in order;
+    r.records -> memoryview of all of them back to back and r.lengths -> memoryview
+    (format 'I') of their lengths, as seal_batch's RecordBatch would hold them.
+    r.refused maps each refusing OpenStatus to how many application-data records it
+    refused (empty dict when none; MALFORMED also counts datagrams whose framing broke;
+    BAD_EPOCH records are counted and also listed in others).  r.others lists, as bytes
+    copies, the records the caller must handle itself, unopened: records of other content
+    types (handshake, alerts: open them with in_state) and application data of another
+    epoch.  relay sets r.datagrams, r.dropped (datagrams not handled for lack of slots),
+    r.sent (records sent: the first r.sent of them) and r.error (the errno that stopped
+    sending, 0 if none); reprotect sets datagrams to the datagrams given and sent to 0.
+
+    VALID UNTIL THE NEXT reprotect OR relay CALL ON THE SAME THREAD (per-thread scratch).
+    """
+
+    __slots__ = ("_lens", "_n", "_offs", "_out", "datagrams", "dropped", "error", "others",
+                 "refused", "sent")
+
+    def __init__(self) -> None:
+        self._out = memoryview(b"")
+        self._lens = memoryview(b"").cast("I")
+        self._offs: list[int] | None = None
+        self._n = self.datagrams = self.dropped = self.sent = self.error = 0
+        self.refused: dict[OpenStatus, int] = _NO_REFUSALS
+        self.others: list[bytes] = []
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def lengths(self) -> memoryview:
+        return self._lens[0 : self._n]
+
+    @property
+    def records(self) -> memoryview:
+        return self._out[0 : sum(self._lens[0 : self._n])]
+
+    def _offsets(self) -> list[int]:
+        if self._offs is None:
+            offs, o = [], 0
+            for n in self._lens[0 : self._n]:
+                offs.append(o)
+                o += n
+            self._offs = offs
+        return self._offs
+
+    def record(self, i: int) -> memoryview:
+        if not 0 <= i < self._n:
+            if -self._n <= i < 0:
+                i += self._n
+            else:
+                raise IndexError("record index out of range")
+        o = self._offsets()[i]
+        return self._out[o : o + self._lens[i]]
+
+    def __iter__(self) -> Iterator[memoryview]:
+        out, o = self._out, 0
+        for n in self._lens[0 : self._n]:
+            yield out[o : o + n]
+            o += n
+
+    def __repr__(self) -> str:
+        refused = {k.name: v for k, v in self.refused.items()}
+        return (f"Reprotected({self._n} records, datagrams={self.datagrams}, sent={self.sent}, "
+                f"refused={refused}, others={len(self.others)})")
+
+
+class _RelayScratch:
+    __slots__ = ("buf", "cap", "counts", "counts_tail", "info", "lens", "lens_cap", "nothers",
+                 "others", "out", "out_cap", "spans", "spans_cap", "view")
+
+    def __init__(self) -> None:
+        self.cap = self.out_cap = self.lens_cap = self.spans_cap = 0
+        self.buf = self.out = self.lens = self.others = self.spans = ffi.NULL
+        self.counts = ffi.new("uint32_t[]", lib.DTLS_STATUS_SLOTS)
+        self.counts_tail = memoryview(ffi.buffer(self.counts))[4:]
+        self.info = ffi.new("uint32_t[]", lib.DTLS_RELAY_INFO)
+        self.nothers = ffi.new("uint32_t *")
+        self.view = Reprotected()
+
+    def space(self, in_len: int, out_cap: int, nrec: int) -> None:
+        if out_cap > self.out_cap:
+            self.out, self.out_cap = _grow("uint8_t[]", out_cap, self.out_cap)
+            self.view._out = memoryview(ffi.buffer(self.out))
+        if nrec > self.lens_cap:
+            self.lens, self.lens_cap = _grow("uint32_t[]", nrec, self.lens_cap)
+            self.others = ffi.new("uint32_t[]", 2 * self.lens_cap)
+            self.view._lens = memoryview(ffi.buffer(self.lens)).cast("I")
+
+    def in_space(self, cap: int, nspans: int) -> None:
+        if cap > self.cap:
+            self.buf, self.cap = _grow("uint8_t[]", cap, self.cap)
+        if nspans > self.spans_cap:
+            self.spans_cap = max(nspans, 2 * self.spans_cap, 256)
+            self.spans = ffi.new("uint32_t[]", 2 * self.spans_cap)
+
+
+def _relay_scratch() -> _RelayScratch:
+    try:
+        return _local.relay  # type: ignore[no-any-return]
+    except AttributeError:
+        _local.relay = r = _RelayScratch()
+        return r
+
+
+def _out_bound(in_len: int) -> tuple[int, int]:
+    """(out_cap, record count) that no input of in_len bytes can exceed: a record of f
+    fragment bytes (f + 13 on the wire) carries at most f plaintext bytes, which seal to at
+    most f + DTLS_MAX_OVERHEAD bytes."""
+    nrec = in_len // _HEADER + 1
+    return in_len + nrec * _GROWTH, nrec
+
+
+_HEADER = lib.DTLS_HEADER_LEN
+_GROWTH = lib.DTLS_MAX_OVERHEAD - lib.DTLS_HEADER_LEN
+_NO_COUNTS = bytes(4 * (lib.DTLS_STATUS_SLOTS - 1))
+
+
+def _finish(r: _RelayScratch, k: int, raw: Any) -> Reprotected:
+    v = r.view
+    v._n = k
+    v._offs = None
+    m = r.nothers[0]
+    if r.counts_tail == _NO_COUNTS and not m:  # the common case: nothing refused or left
+        v.refused = _NO_REFUSALS
+        v.others = []
+        return v
+    c = r.counts
+    v.refused = {_STATUS[st]: int(c[st]) for st in range(1, len(_STATUS)) if c[st]}
+    o = r.others
+    v.others = [bytes(raw[o[2 * j] : o[2 * j] + o[2 * j + 1]]) for j in range(m)]
+    return v
+
+
+def reprotect(in_state: CipherState, out_state: CipherState, data: Buffer,
+              lengths: Sequence[int] | None = None, content_type: int = _APPLICATION_DATA
+              ) -> Reprotected:
+    """Open the records of `data` with in_state and seal their payloads with out_state,
+    in C: the plaintext never becomes a Python object.
+
+    data holds one datagram, or several back to back with their lengths in `lengths` (as
+    CipherState.open_batch takes them).  Records of content_type (application data) are
+    opened exactly as in_state.open would (replay window, authentication; refused records
+    move no window) and the accepted payloads sealed with out_state, byte-identical to
+    out_state.seal of each.  Returns the thread's Reprotected view (see there: refusal
+    counts, records of other types handed back unopened), valid until the next reprotect
+    or relay call on this thread.  Raises SequenceExhausted, with nothing changed, if
+    out_state lacks the sequence numbers.
+    """
+    if type(in_state) is not CipherState or type(out_state) is not CipherState:
+        raise TypeError("reprotect needs the C record layer's CipherStates")
+    total = len(data)
+    r = _relay_scratch()
+    if lengths is None:
+        ndg = 1
+        if r.spans_cap == 0:
+            r.in_space(0, 1)
+        sp = r.spans
+        sp[0] = 0
+        sp[1] = total
+    else:
+        lens = list(lengths)
+        if any(n < 0 for n in lens) or sum(lens) != total:
+            raise ValueError("datagram lengths must be >= 0 and add up to len(data)")
+        ndg = len(lens)
+        spans = array("I", [0]) * (2 * ndg)
+        o = 0
+        for j, n in enumerate(lens):
+            spans[2 * j] = o
+            spans[2 * j + 1] = n
+            o += n
+        r.in_space(0, ndg)
+        ffi.memmove(r.spans, spans, 8 * ndg)
+    nrec = total // _HEADER + 1  # _out_bound, inlined
+    out_cap = total + nrec * _GROWTH
+    if out_cap > r.out_cap or nrec > r.lens_cap:
+        r.space(total, out_cap, nrec)
+    raw = data if type(data) is bytes else ffi.from_buffer(data)
+    try:
+        k = lib.dtls_reprotect(in_state._st, out_state._st, content_type, raw, total,
+                               r.spans, ndg, r.out, r.out_cap, r.lens,
+                               r.lens_cap, r.others, r.lens_cap, r.nothers, r.counts)
+    except OverflowError:
+        raise ValueError("content_type must be 0..255") from None
+    if k < 0:
+        _raise(k)
+    v = _finish(r, int(k), data)
+    v.datagrams = ndg
+    v.dropped = v.sent = v.error = 0
+    return v
+
+
+def relay(in_state: CipherState, in_sock: socket.socket, out_state: CipherState,
+          out_sock: socket.socket, addr: tuple[Any, ...] | bytes | None = None,
+          max_datagrams: int = 32, recv_mode: SendMode | None = None,
+          send_mode: SendMode | None = None, datagram_size: int | None = None,
+          content_type: int = _APPLICATION_DATA) -> Reprotected:
+    """One relay step in ONE C call: receive a batch on in_sock (as recv_from: recvmmsg,
+    GRO split), reprotect it (as reprotect) and send every record on out_sock, one per
+    datagram, with GSO/sendmmsg/send (send_mode as seal_send picks it), to addr or, if
+    addr is None, on the connected out_sock.
+
+    Returns the thread's Reprotected view: len() records sealed, .sent of them sent (the
+    first ones), .error the errno that stopped sending (EAGAIN, say; 0 if all went), plus
+    .datagrams, .dropped, .refused and .others as documented there.  Unsent records stay
+    valid (send them later with sock.send(view.record(i)) or drop them; out_state.next_seq
+    is NOT rewound, so their seqs are never reused).  An empty view with datagrams == 0
+    means nothing was pending on a non-blocking in_sock.
+    """
+    if type(in_state) is not CipherState or type(out_state) is not CipherState:
+        raise TypeError("relay needs the C record layer's CipherStates")
+    in_fd, rmode, slot, caps = _recv_geometry(in_sock, max_datagrams, recv_mode, datagram_size)
+    if rmode == SendMode.PLAIN:
+        max_datagrams = 1
+    out_fd = _fd(out_sock)
+    smode = _send_mode(out_sock, send_mode)
+    raw_addr = ffi.NULL if addr is None else _sockaddr(out_sock, addr)
+    cap = slot * max_datagrams
+    nspans = max_datagrams * (_GRO_MAX_SEGMENTS if caps & UdpCaps.GRO_ON else 1)
+    r = _relay_scratch()
+    r.in_space(cap, nspans)
+    out_cap, nrec = _out_bound(cap)
+    r.space(cap, out_cap, nrec + nspans)
+    while True:
+        try:
+            n = lib.dtls_relay(in_state._st, in_fd, int(rmode), r.buf, cap, slot, max_datagrams,
+                               r.spans, r.spans_cap, out_state._st, out_fd, int(smode), raw_addr,
+                               0 if addr is None else len(raw_addr), content_type, r.out,
+                               r.out_cap, r.lens, r.lens_cap, r.others, r.lens_cap, r.nothers,
+                               r.counts, r.info)
+        except OverflowError:
+            raise ValueError("content_type must be 0..255") from None
+        if n >= 0:
+            break
+        if n > _OS_BASE:
+            _raise(n)
+        if _OS_BASE - n != errno.EINTR:
+            raise _os_error(n)
+    info = r.info
+    v = _finish(r, int(info[lib.DTLS_RELAY_SEALED]), ffi.buffer(r.buf, cap))
+    v.datagrams = int(info[lib.DTLS_RELAY_DATAGRAMS])
+    v.dropped = int(info[lib.DTLS_RELAY_DROPPED])
+    v.sent = int(info[lib.DTLS_RELAY_SENT])
+    v.error = int(info[lib.DTLS_RELAY_ERRNO])
+    return v
