@@ -73,6 +73,24 @@ def _rss() -> int:
         return int(f.read().split()[1]) * PAGE
 
 
+def _malloc_in_use() -> int | None:
+    """Bytes glibc malloc has handed out (mallinfo2 uordblks): OpenSSL's contexts, the C
+    record states and Python objects over 512 bytes; pymalloc's small objects are not in it."""
+    import ctypes
+
+    class _MallInfo2(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_size_t) for n in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+            "uordblks", "fordblks", "keepcost")]
+
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallinfo2.restype = _MallInfo2
+        return int(libc.mallinfo2().uordblks)
+    except (OSError, AttributeError):
+        return None
+
+
 def _raise_nofile(wanted: int) -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < wanted:
@@ -181,7 +199,8 @@ def serve(suite: str, sessions: int, cert: str | None, key: str | None,
                 cmd = line.decode().strip()
                 if cmd == "mem":
                     gc.collect()
-                    reply({"rss": _rss(), "sessions": len(core), "established": established(),
+                    reply({"rss": _rss(), "malloc": _malloc_in_use(),
+                           "sessions": len(core), "established": established(),
                            "app_in": app_in, "app_out": app_out, "send_errors": send_errors,
                            "stats": {k: v for k, v in core.stats.items()
                                      if isinstance(v, int)}})
@@ -416,6 +435,8 @@ def _population(suite: str, n: int, cert: Path | None, key: Path | None, *,
         assert fresh["established"] == n, fresh
         result["rss_fresh"] = fresh["rss"]
         result["per_session_fresh"] = (fresh["rss"] - before["rss"]) / n
+        if fresh["malloc"] is not None and before["malloc"] is not None:
+            result["malloc_per_session_fresh"] = (fresh["malloc"] - before["malloc"]) / n
         result["server_stats"] = fresh["stats"]
         if trace:
             snap = server.ask("trace_snapshot")
@@ -434,6 +455,8 @@ def _population(suite: str, n: int, cert: Path | None, key: Path | None, *,
         after = server.ask("mem")
         result["rss_after_echo"] = after["rss"]
         result["per_session_after_echo"] = (after["rss"] - before["rss"]) / n
+        if after["malloc"] is not None and before["malloc"] is not None:
+            result["malloc_per_session_after_echo"] = (after["malloc"] - before["malloc"]) / n
         if trace:
             snap = server.ask("trace_snapshot")
             result["trace_after_echo"] = _trace_summary(snap, n)
@@ -528,11 +551,12 @@ def to_markdown(result: dict[str, Any]) -> str:
              "handshake) / N, both after gc.collect(), from /proc/self/statm in the server "
              "process.  *fresh*: right after the handshakes (the final flight is still held "
              "for retransmission, RFC 6347 4.2.4); *after one echo*: each client sent one "
-             "record and got it back.  Target: <= "
+             "record and got it back; *malloc*: the part of it in glibc malloc (mallinfo2: "
+             "OpenSSL contexts, C record states, Python objects > 512 B).  Target: <= "
              f"{result['target_kib_per_session']:g} KiB per idle session.", "",
              "| handshake | N | handshakes/s | RSS before (MiB) | KiB/session fresh "
-             "| KiB/session after one echo |",
-             "|---|---:|---:|---:|---:|---:|"]
+             "| KiB/session after one echo | of which malloc (KiB, after echo) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for label, key in (("PSK", "psk"), ("ECDHE_ECDSA P-256 cert", "ecdsa"),
                        ("PSK (tracemalloc on)", "psk_traced")):
         r = result.get(key)
@@ -540,7 +564,8 @@ def to_markdown(result: dict[str, Any]) -> str:
             continue
         lines.append(f"| {label} | {r['sessions']} | {r['handshakes_per_s']:.0f} | "
                      f"{r['rss_before'] / 2**20:.1f} | {_kib(r['per_session_fresh'])} | "
-                     f"{_kib(r['per_session_after_echo'])} |")
+                     f"{_kib(r['per_session_after_echo'])} | "
+                     f"{_kib(r.get('malloc_per_session_after_echo', float('nan')))} |")
     traced = result.get("psk_traced")
     if traced:
         for phase in ("trace_fresh", "trace_after_echo"):
