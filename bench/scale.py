@@ -56,10 +56,10 @@ _ROOT = Path(__file__).resolve().parent.parent
 if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
-from dtls.config import DtlsConfiguration  # noqa: E402
-from dtls.connection import Connection  # noqa: E402
-from dtls.events import ApplicationData, ConnectionTerminated, HandshakeCompleted  # noqa: E402
-from dtls.suites import CipherSuite  # noqa: E402
+from dtls.config import DtlsConfiguration
+from dtls.connection import Connection
+from dtls.events import ApplicationData, ConnectionTerminated, HandshakeCompleted
+from dtls.suites import CipherSuite
 
 PSK = bytes(range(32))
 PSK_SUITE = CipherSuite.TLS_PSK_WITH_AES_128_GCM_SHA256
@@ -205,7 +205,8 @@ def serve(suite: str, sessions: int, cert: str | None, key: str | None,
                            "stats": {k: v for k, v in core.stats.items()
                                      if isinstance(v, int)}})
                 elif cmd == "counts":
-                    reply({"app_in": app_in, "app_out": app_out, "t": monotonic()})
+                    reply({"app_in": app_in, "app_out": app_out, "t": monotonic(),
+                           "cpu": time.process_time()})
                 elif cmd == "trace_start":
                     gc.collect()
                     tracemalloc.start(1)
@@ -275,7 +276,8 @@ class _Server:
         line = self.proc.stdout.readline()
         if not line:
             raise RuntimeError(f"server process exited ({self.proc.wait()})")
-        return json.loads(line)
+        reply: dict[str, Any] = json.loads(line)
+        return reply
 
     def ask(self, cmd: str) -> dict[str, Any]:
         assert self.proc.stdin is not None
@@ -342,10 +344,9 @@ class _Clients:
             elif isinstance(event, ApplicationData):
                 self.echoes += 1
                 self.on_echo(index, event.data)
-            elif isinstance(event, ConnectionTerminated):
-                if index in self.waiting:
-                    self.waiting.discard(index)
-                    self.failed += 1
+            elif isinstance(event, ConnectionTerminated) and index in self.waiting:
+                self.waiting.discard(index)
+                self.failed += 1
 
     def on_echo(self, index: int, data: bytes) -> None:
         pass
@@ -506,6 +507,9 @@ def _throughput(server: _Server, clients: _Clients, active: int,
     return {"active_sessions": len(chosen), "seconds": span, "payload": len(payload),
             "server_records_in_per_s": (t1["app_in"] - t0["app_in"]) / span,
             "server_records_echoed_per_s": (t1["app_out"] - t0["app_out"]) / span,
+            "server_cpu_share": (t1["cpu"] - t0["cpu"]) / span,
+            "server_records_in_per_cpu_s": (t1["app_in"] - t0["app_in"]) / max(
+                t1["cpu"] - t0["cpu"], 1e-9),
             "client_echoes_per_s": (e1 - e0) / (wall1 - wall0)}
 
 
@@ -543,52 +547,57 @@ def _kib(n: float) -> str:
 
 
 def to_markdown(result: dict[str, Any]) -> str:
-    lines = ["## Scale: established sessions on one server socket", "",
-             f"Command: `{result['command']}`  ", f"Date: {result['date']}  ",
-             f"Machine: {result['machine']}; {result['python']}; record layer "
-             f"{result.get('record_backend', '?')}", "",
-             "RSS per session = (server RSS with N established sessions - RSS before any "
-             "handshake) / N, both after gc.collect(), from /proc/self/statm in the server "
-             "process.  *fresh*: right after the handshakes (the final flight is still held "
-             "for retransmission, RFC 6347 4.2.4); *after one echo*: each client sent one "
-             "record and got it back; *malloc*: the part of it in glibc malloc (mallinfo2: "
-             "OpenSSL contexts, C record states, Python objects > 512 B).  Target: <= "
-             f"{result['target_kib_per_session']:g} KiB per idle session.", "",
-             "| handshake | N | handshakes/s | RSS before (MiB) | KiB/session fresh "
-             "| KiB/session after one echo | of which malloc (KiB, after echo) |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    method = (
+        "RSS per session = (server RSS with N established sessions - RSS before any "
+        "handshake) / N, both after gc.collect(), from /proc/self/statm in the server "
+        "process.  *fresh*: right after the handshakes (the final flight is still held "
+        "for retransmission, RFC 6347 4.2.4); *after one echo*: each client sent one "
+        "record and got it back; *malloc*: the part of it in glibc malloc (mallinfo2: "
+        "OpenSSL contexts, C record states, Python objects > 512 B).  Target: <= "
+        f"{result['target_kib_per_session']:g} KiB per idle session.")
+    lines = [
+        "## Scale: established sessions on one server socket", "",
+        f"Command: `{result['command']}`  ", f"Date: {result['date']}  ",
+        (f"Machine: {result['machine']}; {result['python']}; record layer "
+         f"{result.get('record_backend', '?')}"), "", method, "",
+        ("| handshake | N | handshakes/s | RSS before (MiB) | KiB/session fresh "
+         "| KiB/session after one echo | of which malloc (KiB, after echo) |"),
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for label, key in (("PSK", "psk"), ("ECDHE_ECDSA P-256 cert", "ecdsa"),
                        ("PSK (tracemalloc on)", "psk_traced")):
         r = result.get(key)
         if not r:
             continue
+        malloc = r.get("malloc_per_session_after_echo", float("nan"))
         lines.append(f"| {label} | {r['sessions']} | {r['handshakes_per_s']:.0f} | "
                      f"{r['rss_before'] / 2**20:.1f} | {_kib(r['per_session_fresh'])} | "
-                     f"{_kib(r['per_session_after_echo'])} | "
-                     f"{_kib(r.get('malloc_per_session_after_echo', float('nan')))} |")
+                     f"{_kib(r['per_session_after_echo'])} | {_kib(malloc)} |")
     traced = result.get("psk_traced")
-    if traced:
-        for phase in ("trace_fresh", "trace_after_echo"):
-            t = traced.get(phase)
-            if not t:
-                continue
-            lines += ["", f"tracemalloc ({'fresh' if phase == 'trace_fresh' else 'after one echo'}"
-                      f", PSK, N={traced['sessions']}): "
-                      f"{t['total_per_session']:.0f} B/session of Python allocations; top sites:",
-                      "", "| site | B/session | blocks/session | code |", "|---|---:|---:|---|"]
-            for s in t["top"][:12]:
-                code = s["line"].replace("|", "\\|")
-                lines.append(f"| {s['site']} | {s['per_session']:.0f} | "
-                             f"{s['count'] / traced['sessions']:.2f} | `{code}` |")
+    for phase in ("trace_fresh", "trace_after_echo"):
+        t = traced.get(phase) if traced else None
+        if not traced or not t:
+            continue
+        when = "fresh" if phase == "trace_fresh" else "after one echo"
+        lines += ["", (f"tracemalloc ({when}, PSK, N={traced['sessions']}): "
+                       f"{t['total_per_session']:.0f} B/session of Python allocations; "
+                       "top sites:"),
+                  "", "| site | B/session | blocks/session | code |", "|---|---:|---:|---|"]
+        for site in t["top"][:12]:
+            code = site["line"].replace("|", "\\|")
+            lines.append(f"| {site['site']} | {site['per_session']:.0f} | "
+                         f"{site['count'] / traced['sessions']:.2f} | `{code}` |")
     tp = result.get("psk", {}).get("throughput")
     if tp:
-        lines += ["", f"Throughput across {tp['active_sessions']} active PSK sessions "
-                  f"(one {tp['payload']}-byte record in flight per session, echoed; "
-                  f"{tp['seconds']:.1f} s): server received "
-                  f"{tp['server_records_in_per_s']:.0f} records/s and echoed "
-                  f"{tp['server_records_echoed_per_s']:.0f} records/s; clients saw "
-                  f"{tp['client_echoes_per_s']:.0f} echoes/s (clients and server share "
-                  "the machine's cores)."]
+        lines += ["", (f"Throughput across {tp['active_sessions']} active PSK sessions "
+                       f"(one {tp['payload']}-byte record in flight per session, echoed; "
+                       f"{tp['seconds']:.1f} s): server received "
+                       f"{tp['server_records_in_per_s']:.0f} records/s and echoed "
+                       f"{tp['server_records_echoed_per_s']:.0f} records/s; clients saw "
+                       f"{tp['client_echoes_per_s']:.0f} echoes/s.  The server process got "
+                       f"{tp['server_cpu_share']:.2f} of a core (clients and server share the "
+                       f"machine): {tp['server_records_in_per_cpu_s']:.0f} records in (and as "
+                       "many echoed) per server CPU second.")]
     return "\n".join(lines) + "\n"
 
 
