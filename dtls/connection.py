@@ -761,6 +761,7 @@ class Connection:
                     # Authenticated data under the new keys: the peer has our Finished,
                     # so it will never ask for the final flight again (RFC 6347 4.2.4).
                     self._flight, self._final_flight = None, False
+                    self._release_epoch0_writes()
                 self._event(ApplicationData(payload))
             else:
                 self.stats["early_application_data"] += 1
@@ -1509,6 +1510,14 @@ class Connection:
         self._client_hello = self._client_hello_wire = None
         self._verifier = None
         self._key_pair = None
+        if not self._final_flight:
+            self._release_epoch0_writes()
+
+    def _release_epoch0_writes(self) -> None:
+        """Established with no final flight left to resend: nothing is written at epoch 0
+        any more.  (Epoch 0 is still read, so stray plaintext records are counted as before.)"""
+        if self._write_epoch > 0:
+            self._write_states.pop(0, None)
 
     def _refuse_renegotiation(self, msg: Any, wire: WireMessage, now: float) -> None:
         # RFC 5246 7.4.1.1 / RFC 5746 4.2: decline with a warning, keep the connection.
