@@ -233,6 +233,7 @@ class Connection:
         "__dict__",
         "__weakref__",
         "_alpn_protocol",
+        "_app_read",
         "_certificate_request",
         "_client_hello",
         "_client_hello_wire",
@@ -418,6 +419,7 @@ class Connection:
             if status is OpenStatus.OK:
                 if self._final_flight:
                     self._flight, self._final_flight = None, False  # see _dispatch_record
+                    self._release_epoch0_writes()
                 self._event(ApplicationData(bytes(result.payload)))
                 return
             if status is not OpenStatus.MALFORMED and status is not OpenStatus.BAD_EPOCH:
@@ -538,6 +540,7 @@ class Connection:
             return
         if application_data and self._final_flight:
             self._flight, self._final_flight = None, False
+            self._release_epoch0_writes()
         if refused:
             for status, count in refused.items():
                 if status != OpenStatus.BAD_EPOCH:
@@ -1500,8 +1503,8 @@ class Connection:
         self._release_handshake_state()
 
     def _release_handshake_state(self) -> None:
-        """Forget what only the handshake needed once it completed: at 10,000 idle sessions
-        on one server this is most of their memory (bench/scale.py).  Kept: the final flight
+        """Forget what only the handshake needed once it completed: a few KiB per idle
+        session, which add up on a server holding 10,000 (bench/scale.py).  Kept: the final flight
         with its epoch-0 and epoch-1 write states (resent when the peer's last flight shows
         up again, until its first record under the new epoch, RFC 6347 4.2.4), the
         reassembler, whose next message_seq is what tells that retransmission from a new
