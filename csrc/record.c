@@ -31,8 +31,9 @@ struct dtls_state {
     size_t tag_len; /* AEAD only: 16, or 8 for CCM_8 */
     int ccm;        /* AES-CCM: its EVP calling sequence differs from GCM's */
     uint8_t fixed_iv[12];
-    EVP_CIPHER_CTX *enc;
-    EVP_CIPHER_CTX *dec;
+    EVP_CIPHER_CTX *enc; /* made on the first seal: a state is used in one direction, */
+    EVP_CIPHER_CTX *dec; /* and each OpenSSL context costs ~1 KiB per idle session */
+    uint8_t key[32];     /* until both exist (cleansed with the state) */
     EVP_CIPHER_CTX *ivgen; /* CBC only: AES-ECB under iv_key, makes explicit IVs */
     dtls_hmac_key hmac;
     dtls_window window;
@@ -346,13 +347,8 @@ dtls_state *dtls_state_new(int cipher, int mac, int etm, uint16_t epoch, uint16_
     if (fixed_iv_len)
         memcpy(s->fixed_iv, fixed_iv, fixed_iv_len);
     dtls_window_init(&s->window, window);
-    if (cipher != DTLS_CIPHER_NULL) {
-        const EVP_CIPHER *c = evp_cipher(cipher);
-        s->enc = new_ctx(cipher, c, key, 1);
-        s->dec = new_ctx(cipher, c, key, 0);
-        if (s->enc == NULL || s->dec == NULL)
-            goto fail;
-    }
+    if (cipher != DTLS_CIPHER_NULL)
+        memcpy(s->key, key, key_len); /* contexts: ensure_ctx, on first use */
     if (is_cbc(cipher)) {
         s->ivgen = new_ctx(DTLS_CIPHER_NULL, key_len == 16 ? EVP_aes_128_ecb() : EVP_aes_256_ecb(),
                            iv_key, 1);
@@ -418,6 +414,16 @@ static void chacha_nonce(const dtls_state *s, uint16_t epoch, uint64_t seq, uint
         nonce[4 + i] ^= es[i];
 }
 
+/* The direction's context, made on first use (NULL cipher: none needed); 0 or -1. */
+static int ensure_ctx(dtls_state *s, int enc)
+{
+    EVP_CIPHER_CTX **ctx = enc ? &s->enc : &s->dec;
+    if (*ctx != NULL || s->cipher == DTLS_CIPHER_NULL)
+        return 0;
+    *ctx = new_ctx(s->cipher, evp_cipher(s->cipher), s->key, enc);
+    return *ctx != NULL ? 0 : -1;
+}
+
 /* TLS padding: n+1 bytes of value n, minimal n (RFC 5246 6.2.3.2). */
 static void put_padding(uint8_t *p, size_t count)
 {
@@ -433,6 +439,8 @@ static long seal_one(dtls_state *s, uint8_t type, const uint8_t *in, size_t n, u
     uint8_t aad[13], nonce[12];
     long r;
 
+    if (ensure_ctx(s, 1) != 0)
+        return DTLS_ERR_INTERNAL;
     put_header(out, type, s->version, s->epoch, seq, rlen - DTLS_HEADER_LEN);
     put_aad(aad, s->epoch, seq, type, s->version, n);
     switch (s->cipher) {
@@ -568,6 +576,8 @@ static int open_one(dtls_state *s, const uint8_t *rec, size_t rec_len, uint8_t *
     st = dtls_window_check(&s->window, seq); /* before decrypting, RFC 6347 4.1.2.6 */
     if (st != DTLS_OK)
         return res->status = st;
+    if (ensure_ctx(s, 0) != 0)
+        return DTLS_ERR_INTERNAL;
 
     switch (s->cipher) {
     case DTLS_CIPHER_NULL:

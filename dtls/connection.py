@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from enum import Enum
@@ -228,6 +228,64 @@ class Connection:
     no per-client state exists before the cookie (RFC 6347 4.2.1).
     """
 
+    # Slots: ~50 attributes in an instance dict cost ~1.2 KiB more per idle session (bench/
+    # scale.py).  __dict__ stays, for attributes added later and for tests that patch methods.
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_alpn_protocol",
+        "_app_read",
+        "_certificate_request",
+        "_client_hello",
+        "_client_hello_wire",
+        "_client_random",
+        "_datagrams",
+        "_deferred",
+        "_encrypt_then_mac",
+        "_events",
+        "_expect_ticket",
+        "_extended_master_secret",
+        "_final_flight",
+        "_flight",
+        "_flight_state",
+        "_group",
+        "_handshake_deadline",
+        "_hello_verify_requests",
+        "_issue_ticket",
+        "_key_pair",
+        "_master_secret",
+        "_new_epoch_failures",
+        "_new_ticket",
+        "_offered_session",
+        "_peer_address",
+        "_peer_certificate",
+        "_peer_chain",
+        "_peer_ecdh_public",
+        "_peer_epoch",
+        "_psk_identity",
+        "_read_states",
+        "_reassembler",
+        "_reassembly_poisoned",
+        "_resumed",
+        "_retransmit_requested",
+        "_send_message_seq",
+        "_server_name",
+        "_server_random",
+        "_session",
+        "_session_id",
+        "_state",
+        "_suite",
+        "_timer",
+        "_transcript",
+        "_verifier",
+        "_version",
+        "_write_epoch",
+        "_write_states",
+        "configuration",
+        "is_client",
+        "stats"
+    )
+
     def __init__(self, configuration: DtlsConfiguration, *,
                  peer_address: Address | None = None) -> None:
         configuration.validate()
@@ -300,7 +358,7 @@ class Connection:
         self._datagram_limit = configuration.max_datagram_size
 
         self._datagrams: list[tuple[bytes, Address]] = []
-        self._events: deque[Event] = deque()
+        self._events: list[Event] = []  # a deque costs ~700 bytes more per connection
         # Once established: the read state of the peer's epoch, for the one-record
         # application-data datagram that is almost all traffic (see receive_datagram).
         self._app_read: CipherStateAPI | None = None
@@ -365,6 +423,7 @@ class Connection:
             if status is OpenStatus.OK:
                 if self._final_flight:
                     self._flight, self._final_flight = None, False  # see _dispatch_record
+                    self._release_epoch0_writes()
                 self._event(ApplicationData(bytes(result.payload)))
                 return
             if status is not OpenStatus.MALFORMED and status is not OpenStatus.BAD_EPOCH:
@@ -487,6 +546,7 @@ class Connection:
             return
         if application_data and self._final_flight:
             self._flight, self._final_flight = None, False
+            self._release_epoch0_writes()
         if refused:
             for status, count in refused.items():
                 if status != OpenStatus.BAD_EPOCH:
@@ -536,7 +596,7 @@ class Connection:
 
     def next_event(self) -> Event | None:
         """The next event, or None when there is none."""
-        return self._events.popleft() if self._events else None
+        return self._events.pop(0) if self._events else None
 
     # -- state, events, output -----------------------------------------------------------
 
@@ -725,6 +785,7 @@ class Connection:
                     # Authenticated data under the new keys: the peer has our Finished,
                     # so it will never ask for the final flight again (RFC 6347 4.2.4).
                     self._flight, self._final_flight = None, False
+                    self._release_epoch0_writes()
                 self._event(ApplicationData(payload))
             else:
                 self.stats["early_application_data"] += 1
@@ -1460,6 +1521,27 @@ class Connection:
             encrypt_then_mac=self._encrypt_then_mac,
             alpn_protocol=self._alpn_protocol, psk_identity=self._psk_identity,
             peer_certificate=self._peer_certificate, peer_certificate_chain=self._peer_chain))
+        self._release_handshake_state()
+
+    def _release_handshake_state(self) -> None:
+        """Forget what only the handshake needed once it completed: a few KiB per idle
+        session, which add up on a server holding 10,000 (bench/scale.py).  Kept: the final flight
+        with its epoch-0 and epoch-1 write states (resent when the peer's last flight shows
+        up again, until its first record under the new epoch, RFC 6347 4.2.4), the
+        reassembler, whose next message_seq is what tells that retransmission from a new
+        message, and the randoms and master secret (the RFC 5705 exporter)."""
+        self._transcript.release()
+        self._client_hello = self._client_hello_wire = None
+        self._verifier = None
+        self._key_pair = None
+        if not self._final_flight:
+            self._release_epoch0_writes()
+
+    def _release_epoch0_writes(self) -> None:
+        """Established with no final flight left to resend: nothing is written at epoch 0
+        any more.  (Epoch 0 is still read, so stray plaintext records are counted as before.)"""
+        if self._write_epoch > 0:
+            self._write_states.pop(0, None)
 
     def _refuse_renegotiation(self, msg: Any, wire: WireMessage, now: float) -> None:
         # RFC 5246 7.4.1.1 / RFC 5746 4.2: decline with a warning, keep the connection.

@@ -227,6 +227,12 @@ class HandshakeTranscript:
         """Forget the kept messages (the hashes keep running); idempotent."""
         self._messages = None
 
+    def release(self) -> None:
+        """Free the hashes and kept messages once the handshake is over; `digest` then
+        fails (nothing may hash handshake messages after the Finished messages)."""
+        self._messages = None
+        self._md5 = self._sha1 = self._sha256 = self._sha384 = None  # type: ignore[assignment]
+
     def __repr__(self) -> str:
         if self._messages is None:
             return "HandshakeTranscript()"

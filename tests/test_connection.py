@@ -252,6 +252,47 @@ def test_lost_final_flight_is_resent_when_the_client_resends(server_identity) ->
     assert link.server.connection.stats["retransmit_on_peer_resend"] == 1
 
 
+def test_handshake_state_is_released_but_the_final_flight_is_still_resent(
+        server_identity) -> None:
+    # bench/scale.py: an idle server session keeps only what it still needs.
+    link = make_pair(server_identity)
+    to_server: list[bytes] = []
+
+    def record(destination, datagram: bytes) -> bytes:
+        if destination is link.server:
+            to_server.append(datagram)
+        return datagram
+
+    link.filter = record
+    handshake(link)
+    server = link.server.connection
+    assert vars(server) == {}  # every attribute has a slot: no per-instance dict
+    assert server._key_pair is None and server._verifier is None
+    assert server._transcript._sha256 is None and not server._transcript.keeps_messages
+    # Still held: the final flight (NewSessionTicket at epoch 0, CCS, Finished at epoch 1).
+    assert server._flight is not None and set(server._write_states) == {0, 1}
+    finished = to_server[-1]  # the client's last flight ends with its Finished
+    assert any(h.epoch == 1 for h in split_records(finished)[0])
+    server.receive_datagram(finished, CLIENT_ADDR, link.now)  # as if our flight was lost
+    resent = server.datagrams_to_send(link.now)
+    assert resent and server.stats["retransmit_on_peer_resend"] == 1
+    assert {h.epoch for d, _ in resent for h in split_records(d)[0]} == {0, 1}
+    for datagram, _ in resent:
+        link.client.connection.receive_datagram(datagram, SERVER_ADDR, link.now)
+    assert link.client.connection.state is HandshakeState.ESTABLISHED
+    # The client's first record under the new keys: the flight and epoch-0 writes go.
+    link.client.connection.send(b"first")
+    link.run(lambda: bool(link.server.of_type(ApplicationData)))
+    assert server._flight is None and set(server._write_states) == {1}
+    server.receive_datagram(finished, CLIENT_ADDR, link.now)
+    assert server.datagrams_to_send(link.now) == []
+    assert server.stats["retransmit_on_peer_resend"] == 1
+    server.send(b"still fine")
+    link.run(lambda: bool(link.client.of_type(ApplicationData)))
+    assert [e.data for e in link.client.of_type(ApplicationData)] == [b"still fine"]
+    assert server.state is HandshakeState.ESTABLISHED
+
+
 def test_timer_doubles_and_caps(server_identity) -> None:
     client = make_pair(server_identity, client={"max_retransmit_timeout": 4.0}).client.connection
     client.connect(0.0)
