@@ -239,6 +239,7 @@ class Connection:
         "_client_hello",
         "_client_hello_wire",
         "_client_random",
+        "_datagram_limit",
         "_datagrams",
         "_deferred",
         "_encrypt_then_mac",
@@ -266,6 +267,7 @@ class Connection:
         "_read_states",
         "_reassembler",
         "_reassembly_poisoned",
+        "_record_overhead_cache",
         "_resumed",
         "_retransmit_requested",
         "_send_message_seq",
@@ -283,7 +285,7 @@ class Connection:
         "_write_states",
         "configuration",
         "is_client",
-        "stats"
+        "stats",
     )
 
     def __init__(self, configuration: DtlsConfiguration, *,
@@ -682,7 +684,19 @@ class Connection:
         size, so the maximum over one block's worth of lengths covers every length.
         """
         protection = self._write_states[hint.epoch].protection
-        return max(int(protection.record_length(n)) - n for n in range(BLOCK_LEN))
+        # Called for every piece of every flight (and again on each retransmission), so
+        # the answer is kept per epoch, for as long as that epoch's protection is the same.
+        try:
+            cache = self._record_overhead_cache
+        except AttributeError:  # the first flight: the slot is filled on first use
+            cache = {}
+            self._record_overhead_cache: dict[int, tuple[object, int]] = cache
+        cached = cache.get(hint.epoch)
+        if cached is not None and cached[0] is protection:
+            return cached[1]
+        overhead = max(int(protection.record_length(n)) - n for n in range(BLOCK_LEN))
+        cache[hint.epoch] = (protection, overhead)
+        return overhead
 
     def _shrink_datagrams(self) -> None:
         """RFC 6347 4.1.1.1: when repeated retransmissions get no answer and the PMTU is
