@@ -54,7 +54,17 @@ from .events import ApplicationData, ConnectionTerminated, Event, HandshakeCompl
 from .fragments import parse_fragments
 from .messages import ClientHello, HandshakeType, decode_handshake
 from .record import split_records
-from .recordbase import ContentType, RecordHeader
+from .recordbase import MAX_PLAINTEXT, ContentType, RecordHeader
+
+try:  # batched socket I/O exists only with the C record layer
+    from . import _cudpio
+    from ._crecord import CipherState as _CCipherState
+except ImportError:  # pragma: no cover - exercised by the no-compiler CI install
+    _cudpio = None  # type: ignore[assignment]
+    _CCipherState = None  # type: ignore[assignment,misc]
+
+_BATCH = 32  # datagrams per recvmmsg
+_APPLICATION_DATA = int(ContentType.APPLICATION_DATA)
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -280,8 +290,24 @@ class DtlsServer:
                          now: float) -> None:
         """Process one datagram from `addr`."""
         data = bytes(data)
-        self.counters["datagrams_in"] += 1
-        self.counters["bytes_in"] += len(data)
+        counters = self.counters
+        counters["datagrams_in"] += 1
+        counters["bytes_in"] += len(data)
+        n = len(data)
+        if n > 13 and data[0] == ContentType.APPLICATION_DATA \
+                and int.from_bytes(data[11:13], "big") + 13 == n \
+                and addr not in self._successors:
+            # The common case, routed without splitting: one application_data record from
+            # an established session (anything else takes the general path below).
+            session = self._sessions.get(addr)
+            if session is not None and session.established:
+                counters["records_in"] += 1
+                session.datagrams_in += 1
+                session.records_in += 1
+                session.bytes_in += n
+                session.connection.receive_datagram(data, addr, now)
+                self._after(session, now, active=True)
+                return
         headers, trailing = split_records(data)
         if not headers:
             self._drop("malformed_datagram")
@@ -648,14 +674,26 @@ class DtlsServer:
             self._drop("send_queue_full")
             return
         self._out.append((datagram, addr))
-        records = len(split_records(datagram)[0])
-        self.counters["datagrams_out"] += 1
-        self.counters["records_out"] += records
-        self.counters["bytes_out"] += len(datagram)
+        n = len(datagram)
+        if n > 13 and int.from_bytes(datagram[11:13], "big") + 13 == n:
+            records = 1  # one record fills it (all application data): no split needed
+        else:
+            records = len(split_records(datagram)[0])
+        self.count_sent(session, 1, records, n)
+
+    def count_sent(self, session: Session | None, datagrams: int, records: int,
+                   nbytes: int) -> None:
+        """Account for datagrams sent on the server's behalf, by `_queue` or by a
+        front-end that sealed and sent a session's records itself (DtlsUdpServer's
+        batched send_many)."""
+        counters = self.counters
+        counters["datagrams_out"] += datagrams
+        counters["records_out"] += records
+        counters["bytes_out"] += nbytes
         if session is not None:
-            session.datagrams_out += 1
+            session.datagrams_out += datagrams
             session.records_out += records
-            session.bytes_out += len(datagram)
+            session.bytes_out += nbytes
 
     def _drop(self, reason: str) -> None:
         self.counters[f"drop_{reason}"] += 1
@@ -709,6 +747,8 @@ class DtlsUdpServer:
             pass  # the kernel caps it; the default still works, with more retransmissions
         self.socket.bind(address)
         self.socket.setblocking(False)
+        # recvmmsg batches (and send_many via GSO/sendmmsg) with the C record layer.
+        self._batched = _cudpio is not None and family in (socket.AF_INET, socket.AF_INET6)
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._lock = threading.RLock()
@@ -734,9 +774,39 @@ class DtlsUdpServer:
 
     def send_many(self, addr: Address, payloads: Sequence[bytes | bytearray | memoryview]
                   ) -> None:
-        """Send a batch of application data records to an established peer (thread-safe)."""
+        """Send a batch of application data records to an established peer (thread-safe).
+
+        With the C record layer the batch is sealed and sent in one C call (UDP GSO or
+        sendmmsg to that address) instead of queued; what the socket cannot take now is
+        queued as usual.  KeyError / ConnectionStateError as DtlsServer.send_many."""
         with self._lock:
-            self.core.send_many(addr, payloads)
+            core = self.core
+            session = core.session(addr)
+            states = session.connection.application_states() \
+                if session is not None and core.is_current(session) else None
+            if states is None or not self._batched or type(states[1]) is not _CCipherState:
+                core.send_many(addr, payloads)
+            else:
+                for data in payloads:
+                    if len(data) > MAX_PLAINTEXT:
+                        raise ValueError(f"application data of {len(data)} bytes exceeds "
+                                         "one record (2^14)")
+                assert session is not None
+                write = states[1]
+                try:
+                    sent = _cudpio.seal_sendto(write, self.socket, addr, _APPLICATION_DATA,
+                                               payloads)
+                except OSError as exc:
+                    core.counters["drop_send_error"] += len(payloads)
+                    logger.debug("sendto %r failed: %s", addr, exc)
+                    return
+                record_length = write.protection.record_length
+                core.count_sent(session, sent, sent,
+                                sum(record_length(len(p)) for p in payloads[:sent]))
+                if sent < len(payloads):
+                    core.send_many(addr, payloads[sent:])  # the loop flushes these
+                    self._wake()
+                return
         self._wake()
 
     def shutdown(self) -> None:
@@ -792,6 +862,9 @@ class DtlsUdpServer:
             sel.close()
 
     def _read_socket(self) -> None:
+        if self._batched:
+            self._read_batches()
+            return
         for _ in range(self.RECV_BATCH):
             try:
                 data, addr = self.socket.recvfrom(65536)
@@ -803,6 +876,28 @@ class DtlsUdpServer:
                 self.core.receive_datagram(data, addr, time.monotonic())
                 self._dispatch()
                 self._flush()
+
+    def _read_batches(self) -> None:
+        """recvmmsg (with GRO where on) up to RECV_BATCH datagrams: one syscall per 32."""
+        for _ in range(max(1, self.RECV_BATCH // _BATCH)):
+            try:
+                batch = _cudpio.recv_from(self.socket, _BATCH)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # e.g. ICMP port unreachable surfaced as ECONNREFUSED
+                continue
+            n = len(batch)
+            if not n:
+                return
+            with self._lock:
+                now = time.monotonic()
+                receive = self.core.receive_datagram
+                for datagram, addr in batch:
+                    receive(datagram, addr, now)  # copies: the batch is scratch
+                self._dispatch()
+                self._flush()
+            if n < _BATCH:
+                return
 
     def _dispatch(self) -> None:
         core = self.core

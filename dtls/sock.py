@@ -170,6 +170,20 @@ class DtlsSocket:
 
     def send(self, data: bytes | bytearray | memoryview) -> int:
         """Send `data` as one record in one datagram; returns len(data)."""
+        fast = self._fast
+        if fast is not None and len(data) <= MAX_PLAINTEXT:
+            # The established C path, kept short: one C call seals and sends.  _fast is
+            # cleared (under the lock) when the connection ends or the socket closes.
+            with self._lock:
+                if self._fast is fast:
+                    try:
+                        if _cudpio.seal_send_one(fast[1], self._sock, _APPLICATION_DATA, data):
+                            return len(data)
+                    except ConnectionRefusedError:
+                        self.connection.stats["send_failed"] += 1  # see _fast_send
+                        return len(data)
+                    self._fast_send(fast[1], (data,))  # send buffer full: wait for room
+                    return len(data)
         if len(data) > MAX_PLAINTEXT:
             raise ValueError(f"{len(data)} bytes do not fit one DTLS record "
                              f"(at most {MAX_PLAINTEXT})")
@@ -179,11 +193,17 @@ class DtlsSocket:
             if self._terminated is not None or self._closed:
                 raise self._error()
             fast = self._fast
-            if fast is not None:
-                self._fast_send(fast[1], (data,))
-            else:
+            if fast is None:
                 self.connection.send(bytes(data))
                 self._flush()
+            else:
+                try:
+                    sent = _cudpio.seal_send_one(fast[1], self._sock, _APPLICATION_DATA, data)
+                except ConnectionRefusedError:
+                    self.connection.stats["send_failed"] += 1  # see _fast_send
+                    return len(data)
+                if not sent:  # the send buffer is full: wait for room, as send() does
+                    self._fast_send(fast[1], (data,))
         return len(data)
 
     sendall = send
@@ -300,6 +320,7 @@ class DtlsSocket:
         self._closed = True
         try:
             with self._lock:
+                self._fast = None
                 if self.connection.state not in (HandshakeState.CLIENT_START,
                                                  HandshakeState.SERVER_WAIT_CLIENT_HELLO,
                                                  HandshakeState.CLOSED):

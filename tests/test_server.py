@@ -618,3 +618,50 @@ def test_send_many_queues_one_datagram_per_payload_in_order() -> None:
     assert len(net.server.datagrams_to_send(net.now)) == 2
     with pytest.raises(KeyError):
         net.server.send_many(("198.51.100.99", 1), [b"z"])
+
+
+@pytest.mark.parametrize("batched", [True, False], ids=["batched", "per-datagram"])
+def test_udp_server_batches_both_ways(batched: bool) -> None:
+    """DtlsUdpServer with recvmmsg receive and seal_sendto send_many (C record layer) or
+    per-datagram calls: same payloads, same order, same per-session counters."""
+    import dtls
+    if batched and dtls.record_backend != "c":
+        pytest.skip("the batched server socket path needs the C record layer")
+    got: list[bytes] = []
+    sessions: list[Any] = []
+
+    def on_event(item: ServerEvent) -> None:
+        if isinstance(item.event, ApplicationData):
+            got.append(item.event.data)
+        elif isinstance(item.event, HandshakeCompleted):
+            sessions.append(item.session)
+
+    with DtlsUdpServer(("127.0.0.1", 0), server_config(), on_event=on_event) as udp_server:
+        udp_server._batched = batched
+        thread = threading.Thread(target=udp_server.serve_forever,
+                                  kwargs={"poll_interval": 0.05}, daemon=True)
+        thread.start()
+        try:
+            with dtls.connect(udp_server.server_address, client_config(), timeout=5) as client:
+                client.do_handshake()
+                payloads = [b"up %d" % i for i in range(100)]
+                client.send_many(payloads)
+                deadline = time.monotonic() + 10
+                while len(got) < 100 and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                assert got == payloads
+                [session] = sessions
+                down = [b"down %d" % i + bytes(1000) for i in range(60)]
+                udp_server.send_many(client.getsockname(), down)
+                back: list[bytes] = []
+                while len(back) < 60:
+                    back += [bytes(p) for p in client.recv_many()]
+                assert back == down
+                assert session.records_out >= 60 and session.datagrams_out >= 60
+                assert session.bytes_out >= sum(len(p) for p in down) + 60 * 29
+                assert session.records_in >= 100
+                with pytest.raises(KeyError):
+                    udp_server.send_many(("127.0.0.1", 1), [b"nobody"])
+        finally:
+            udp_server.shutdown()
+            thread.join(timeout=5)
