@@ -287,6 +287,95 @@ class DtlsSocket:
         view[:len(data)] = data
         return len(data)
 
+    def forward_to(self, other: DtlsSocket, max_datagrams: int = _BATCH) -> int:
+        """Relay: receive what has arrived (waiting, per this socket's timeout, for at least
+        one payload) and send each application payload on to `other` as its own record.
+
+        On the C path this is ONE C call per batch: recvmmsg here, open with this
+        association's keys, seal with `other`'s, GSO/sendmmsg there; no plaintext becomes
+        a Python object.  Records that are not application data (alerts, handshake
+        retransmissions) still reach this connection.  Returns how many payloads were
+        forwarded."""
+        if not 1 <= max_datagrams <= 1024:
+            raise ValueError("max_datagrams must be 1..1024")
+        if self._fast is None:
+            self.do_handshake()
+        if other._fast is None:
+            other.do_handshake()
+        if self._inbox or self._fast is None or other._fast is None:
+            view = self.recv_many(max_datagrams)  # payloads already held, or no C path
+            other.send_many([bytes(p) for p in view])
+            return len(view)
+        deadline = self._deadline()
+        tried = False
+        while True:
+            fast, out = self._fast, other._fast
+            if fast is None or out is None:
+                raise (self._error() if fast is None else other._error())
+            with other._lock:
+                if other._fast is not out:
+                    raise other._error()
+                try:
+                    r = _cudpio.relay(fast[0], self._sock, out[1], other._sock,
+                                      max_datagrams=max_datagrams)
+                except ConnectionRefusedError:
+                    self.connection.stats["icmp_refused"] += 1
+                    r = None
+                if r is not None and r.sent < len(r):
+                    # The other socket's buffer is full: these are sealed already (their
+                    # sequence numbers are spent), so send them as they are.
+                    other._send_sealed([bytes(r.record(i)) for i in range(r.sent, len(r))])
+            if r is not None and (r.others or r.refused or len(r)):
+                forwarded = len(r)
+                if r.others or r.refused or self.connection.holding_final_flight:
+                    with self._lock:
+                        now = time.monotonic()
+                        addr = self.connection.peer_address
+                        self.connection.receive_opened((), addr, now, application_data=forwarded,
+                                                       refused=r.refused)
+                        for raw in r.others:  # alerts, handshake, other epochs: as received
+                            self.connection.receive_datagram(raw, addr, now)
+                        self._flush()
+                        self._drain_events()
+                if forwarded:
+                    return forwarded
+                if self._terminated is not None:
+                    raise self._error()
+                continue
+            if self._terminated is not None:
+                raise self._error()
+            with self._lock:
+                timer = self.connection.get_timer()
+                now = time.monotonic()
+                if timer is not None and now >= timer:
+                    self.connection.handle_timer(now)
+                    self._flush()
+                    self._drain_events()
+                    continue
+            if deadline is not None and tried and time.monotonic() >= deadline:
+                if self._timeout == 0:
+                    raise BlockingIOError("no DTLS data available")
+                raise TimeoutError("timed out")
+            tried = True
+            self._wait(self._poll_in, deadline, timer)
+
+    def _send_sealed(self, records: list[bytes]) -> None:
+        """Send records sealed elsewhere (a relay batch), waiting for buffer space."""
+        deadline = self._deadline()
+        for record in records:
+            while True:
+                try:
+                    self._sock.send(record)
+                    break
+                except BlockingIOError:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        self.connection.stats["send_failed"] += 1
+                        break
+                    self._wait(self._poll_out, deadline, None)
+                except ConnectionRefusedError:
+                    self.connection.stats["send_failed"] += 1
+                    break
+
     def settimeout(self, timeout: float | None) -> None:
         """Seconds that do_handshake/recv may block; None blocks, 0 never blocks
         (BlockingIOError when nothing is there)."""

@@ -254,3 +254,29 @@ def test_fast_and_sans_io_paths_interoperate() -> None:
         got = received(server, len(payloads))
         assert got == payloads
         assert server.stats["record_replay"] == 0
+
+
+def test_forward_to_relays_payloads_between_two_associations() -> None:
+    """A relay with two accepted sockets: A's records re-protected for B (in C on the
+    C path), close_notify and forgeries still seen by the relay's connection."""
+    with pair() as (client_a, relay_a), pair() as (client_b, relay_b):
+        payloads = [b"frame %d " % i + bytes(200) for i in range(80)]
+        client_a.send_many(payloads)
+        forwarded = 0
+        while forwarded < len(payloads):
+            forwarded += relay_a.forward_to(relay_b)
+        assert forwarded == len(payloads)
+        assert received(client_b, len(payloads)) == payloads
+        # A forged record is refused and counted, not forwarded.
+        states = client_a.connection.application_states()
+        assert states is not None
+        forged = bytearray(states[1].seal(23, b"forged"))
+        forged[-1] ^= 1
+        client_a._sock.send(bytes(forged))
+        client_a.send(b"genuine")
+        assert relay_a.forward_to(relay_b) == 1  # the forgery alone never returns
+        assert received(client_b, 1) == [b"genuine"]
+        assert relay_a.stats["record_bad_mac"] == 1
+        client_a.close()
+        with pytest.raises(ConnectionClosed):
+            relay_a.forward_to(relay_b)
