@@ -522,6 +522,12 @@ class Connection:
         return self._read_states[self._peer_epoch], self._write_states[self._write_epoch]
 
     @property
+    def client_random(self) -> bytes:
+        """ClientHello.random of this association (b"" before one was sent or accepted):
+        what tells a retransmitted ClientHello from a new one (RFC 6347 4.2.8)."""
+        return self._client_random
+
+    @property
     def holding_final_flight(self) -> bool:
         """True while our last handshake flight is kept to answer the peer's retransmissions
         (RFC 6347 4.2.4): a front-end's fast path then reports application data it
@@ -694,7 +700,10 @@ class Connection:
         cached = cache.get(hint.epoch)
         if cached is not None and cached[0] is protection:
             return cached[1]
-        overhead = max(int(protection.record_length(n)) - n for n in range(BLOCK_LEN))
+        if protection.is_cbc:
+            overhead = max(int(protection.record_length(n)) - n for n in range(BLOCK_LEN))
+        else:
+            overhead = int(protection.record_length(0))
         cache[hint.epoch] = (protection, overhead)
         return overhead
 

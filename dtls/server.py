@@ -548,7 +548,7 @@ class DtlsServer:
         baseline = Counter(listener.stats)
         self._retired_listener_stats += baseline
         self._listener = Connection(self.configuration)
-        hello_random = self._bound_random(chunk)
+        hello_random = listener.client_random
         session = Session(self, next(self._ids), listener, addr, hello_random, now, baseline)
         self._by_id[session.id] = session
         self._half_open.add(session.id)
@@ -567,14 +567,6 @@ class DtlsServer:
         self._push(now + self.limits.idle_timeout, session, _IDLE)
         logger.debug("new session %d with %r", session.id, addr)
         self._after(session, now, active=True)
-
-    def _bound_random(self, chunk: bytes) -> bytes:
-        headers, _ = split_records(chunk)
-        for header in headers:
-            hello = self._peek_client_hello(header, chunk)
-            if hello is not None:
-                return hello.random
-        return b""
 
     # -- bookkeeping ---------------------------------------------------------------------
 
