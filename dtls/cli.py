@@ -4,6 +4,7 @@
     python -m dtls server --port 4433 --cert cert.pem --key key.pem
     python -m dtls client 127.0.0.1:4433 --fingerprint AB:CD:...   (lines from stdin)
     python -m dtls bench [--quick] ...   (source checkout: runs bench/run.py)
+    python -m dtls proxy --listen 127.0.0.1:5000 --upstream 127.0.0.1:4433 --drop 0.2 ...
 
 In the spirit of `openssl s_server` / `s_client`: both print the negotiated protocol
 version, cipher suite and the peer's identity.  The client prints that summary and any
@@ -444,6 +445,39 @@ def cmd_bench(argv: Sequence[str]) -> int:
         return 130
 
 
+def cmd_proxy(args: argparse.Namespace, out: TextIO) -> int:
+    """A seeded UDP fault-injection relay (dtls.faults.UdpFaultProxy) until Ctrl-C/--seconds;
+    prints each direction's counters at the end."""
+    from .faults import Faults, UdpFaultProxy
+
+    try:
+        faults = Faults(drop=args.drop, duplicate=args.duplicate, reorder=args.reorder,
+                        reorder_delay=args.reorder_ms / 1000, delay=args.delay_ms / 1000,
+                        mtu=args.mtu, corrupt=args.corrupt, pack=args.pack)
+        faults.validate()
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    upstream = parse_hostport(args.upstream)
+    listen = parse_hostport(args.listen)
+    up = faults if args.direction in ("both", "up") else Faults()
+    down = faults if args.direction in ("both", "down") else Faults()
+    with UdpFaultProxy(upstream, up=up, down=down, seed=args.seed, listen=listen) as proxy:
+        host, port = proxy.address[:2]
+        print(f"fault proxy on {host}:{port} -> {upstream[0]}:{upstream[1]} "
+              f"({args.direction}: {faults}), seed {args.seed}", file=out, flush=True)
+        try:
+            if args.seconds is None:
+                while True:
+                    time.sleep(3600)
+            time.sleep(args.seconds)
+        except KeyboardInterrupt:
+            pass
+        for direction, counters in proxy.stats().items():
+            shown = ", ".join(f"{k}={v}" for k, v in sorted(counters.items()))
+            print(f"{direction}: {shown or 'nothing'}", file=out, flush=True)
+    return 0
+
+
 # -- argument parsing ------------------------------------------------------------------
 
 
@@ -493,6 +527,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the benchmarks (bench/run.py of a source checkout; "
                    "`python -m dtls bench --help` for its options)")
 
+    x = sub.add_parser("proxy", help="a seeded UDP fault-injection relay for testing")
+    x.add_argument("--listen", default="127.0.0.1:0", metavar="HOST:PORT",
+                   help="where clients send (default: a free port on 127.0.0.1)")
+    x.add_argument("--upstream", required=True, metavar="HOST:PORT", help="the real server")
+    x.add_argument("--drop", type=float, default=0.0, help="drop probability")
+    x.add_argument("--duplicate", type=float, default=0.0, help="duplicate probability")
+    x.add_argument("--reorder", type=float, default=0.0,
+                   help="probability a datagram is held back (reordered)")
+    x.add_argument("--reorder-ms", type=float, default=50.0,
+                   help="a held-back datagram waits up to this many ms")
+    x.add_argument("--delay-ms", type=float, default=0.0, help="fixed one-way delay, ms")
+    x.add_argument("--mtu", type=int, default=None,
+                   help="silently drop datagrams larger than this (UDP payload bytes)")
+    x.add_argument("--corrupt", type=float, default=0.0,
+                   help="probability of flipping one random bit")
+    x.add_argument("--pack", type=float, default=0.0,
+                   help="probability a datagram is coalesced with the next one(s)")
+    x.add_argument("--direction", choices=("both", "up", "down"), default="both",
+                   help="which way the faults apply (up: client to server)")
+    x.add_argument("--seed", type=int, default=0, help="random seed: same seed, same faults")
+    x.add_argument("--seconds", type=float, default=None, help="stop after this long")
+
     g = sub.add_parser("selfsigned", help="write a test ECDSA P-256 certificate and key")
     g.add_argument("--cert", default="cert.pem")
     g.add_argument("--key", default="key.pem")
@@ -509,7 +565,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "verbose", False):
         logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
                             format="%(asctime)s %(name)s %(message)s")
-    commands = {"server": cmd_server, "client": cmd_client, "selfsigned": cmd_selfsigned}
+    commands = {"server": cmd_server, "client": cmd_client, "selfsigned": cmd_selfsigned,
+                "proxy": cmd_proxy}
     try:
         return commands[args.command](args, sys.stdout)
     except CliError as exc:

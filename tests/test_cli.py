@@ -256,3 +256,35 @@ def test_cli_dtls10_when_the_core_supports_it(pki: dict[str, str]) -> None:
         assert result.stdout == b"old\n" and "Protocol: DTLSv1\n" in err
     finally:
         assert server.stop() == 0, server.output
+
+
+def test_cli_proxy_between_cli_client_and_server_under_faults(cert_server: CliServer,
+                                                              pki: dict[str, str]) -> None:
+    """`python -m dtls proxy` with 20% drop/duplicate/reorder both ways: the CLI client
+    still handshakes and echoes through it, and the proxy reports what it did."""
+    proxy = PeerProcess(dtls_cmd("proxy", "--upstream", cert_server.address, "--drop", "0.2",
+                                 "--duplicate", "0.2", "--reorder", "0.2", "--seed", "1",
+                                 "--seconds", "20"))
+    try:
+        proxy.wait_for("fault proxy on", timeout=TIMEOUT)
+        match = re.search(r"fault proxy on 127\.0\.0\.1:(\d+)", proxy.output)
+        assert match, proxy.output
+        result = run_client(f"127.0.0.1:{match.group(1)}", "--fingerprint",
+                            pki["fingerprint"], "--servername", "localhost",
+                            "--linger", "3", "--timeout", "25",
+                            stdin=b"".join(b"line %d through the proxy\n" % i for i in range(10)))
+        assert result.returncode == 0, result.stderr.decode()
+        # UDP semantics: each line is one datagram, some are lost; what comes back is intact.
+        echoed = result.stdout.splitlines()
+        assert echoed and all(re.fullmatch(rb"line \d through the proxy", e) for e in echoed)
+        proxy.process.send_signal(signal.SIGINT)
+        proxy.wait_exit(10)
+        assert re.search(r"up: .*received=\d+", proxy.output), proxy.output
+    finally:
+        proxy.stop()
+
+
+def test_cli_proxy_rejects_bad_probabilities() -> None:
+    result = subprocess.run(dtls_cmd("proxy", "--upstream", "127.0.0.1:1", "--drop", "1.5"),
+                            capture_output=True, env=ENV, timeout=TIMEOUT, check=False)
+    assert result.returncode == 2 and b"drop must be a probability" in result.stderr
