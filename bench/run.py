@@ -6,7 +6,7 @@
     python -m dtls bench ...            (the same, from a source checkout)
 
 Families are modules next to this file with `run(quick: bool) -> dict` (JSON-able) and
-`to_markdown(result: dict) -> str`: throughput, handshakes, paper, scale.  Each is imported
+`to_markdown(result: dict) -> str`: throughput, handshakes, paper, scale, faults.  Each is imported
 only when it runs; a missing or broken module is skipped with the reason printed.
 
 --write-results rewrites each family's section of bench/RESULTS.md (between
@@ -33,7 +33,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _bench_common as bc
 
-FAMILIES = ("throughput", "handshakes", "paper", "scale")
+FAMILIES = ("throughput", "handshakes", "paper", "scale", "faults")
 
 
 def _command_line(argv: Sequence[str]) -> str:

@@ -235,6 +235,32 @@ static long os_err(int e)
     return DTLS_ERR_OS_BASE - e;
 }
 
+#ifdef __linux__
+/* Whether sendmmsg and recvmmsg exist (a kernel or seccomp policy may lack them), probed
+ * with vlen 0, which moves no data.  Never on the caller's socket: recvmmsg starts by
+ * taking the socket's pending error (sock_error(): an ICMP-reported ECONNREFUSED, say), so
+ * probing there would swallow an error the caller's next receive must see, and fail the
+ * probe while one is pending.  A scratch datagram socket of the same family has no state
+ * to lose.  Only if none can be made (EMFILE, say) is the caller's fd probed, with
+ * MSG_ERRQUEUE, under which recvmmsg skips the pending-error check (and vlen 0 reads
+ * nothing from the error queue). */
+static long mmsg_caps(int fd, int domain)
+{
+    long caps = 0;
+    int probe = socket(domain, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (probe < 0 && domain != AF_UNIX)
+        probe = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    const int on = probe >= 0 ? probe : fd;
+    if (sendmmsg(on, NULL, 0, 0) >= 0)
+        caps |= DTLS_UDP_CAP_SENDMMSG;
+    if (recvmmsg(on, NULL, 0, MSG_DONTWAIT | (probe >= 0 ? 0 : MSG_ERRQUEUE), NULL) >= 0)
+        caps |= DTLS_UDP_CAP_RECVMMSG;
+    if (probe >= 0)
+        close(probe);
+    return caps;
+}
+#endif
+
 long dtls_udp_caps(int fd)
 {
     int v = 0;
@@ -273,11 +299,7 @@ long dtls_udp_caps(int fd)
         }
     }
 mmsg:
-    /* vlen 0 sends and receives nothing; only a missing syscall fails (ENOSYS). */
-    if (sendmmsg(fd, NULL, 0, 0) >= 0)
-        caps |= DTLS_UDP_CAP_SENDMMSG;
-    if (recvmmsg(fd, NULL, 0, MSG_DONTWAIT, NULL) >= 0)
-        caps |= DTLS_UDP_CAP_RECVMMSG;
+    caps |= mmsg_caps(fd, domain);
 #endif
     return caps;
 }

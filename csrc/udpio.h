@@ -34,7 +34,9 @@
 #define DTLS_ERR_OS_BASE (-1000)
 
 /* The capability mask of a UDP socket, or DTLS_ERR_OS_BASE - errno (e.g. ENOTSOCK).
- * Reads socket options only; changes nothing. */
+ * Reads socket options only; changes nothing: the sendmmsg/recvmmsg probes run on a
+ * scratch socket, so a pending socket error (SO_ERROR) is neither consumed nor a cause
+ * of a missing capability. */
 long dtls_udp_caps(int fd);
 
 /* Enable (on != 0) or disable UDP GRO on a receiving socket: 0 or DTLS_ERR_OS_BASE - errno. */

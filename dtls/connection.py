@@ -263,6 +263,7 @@ class Connection:
         "_peer_chain",
         "_peer_ecdh_public",
         "_peer_epoch",
+        "_peer_handshake_seq",
         "_psk_identity",
         "_read_states",
         "_reassembler",
@@ -315,6 +316,7 @@ class Connection:
 
         # Handshake.
         self._reassembler = HandshakeReassembler()
+        self._peer_handshake_seq: dict[int, int] = {}  # highest record seq, per epoch
         self._reassembly_poisoned = False
         self._send_message_seq = 0
         self._transcript = HandshakeTranscript()
@@ -878,6 +880,14 @@ class Connection:
         except DecodeError:
             self.stats["malformed_handshake_record"] += 1
             return
+        # A resent flight comes in records with new sequence numbers (RFC 6347 4.2.4: each
+        # transmission is sealed afresh); a record whose number we have seen is the
+        # network duplicating one (epoch 0 has no replay window to catch it).  Answering
+        # duplicates with our whole flight would let every duplicated datagram multiply
+        # into flights both ways.
+        fresh = header.seq > self._peer_handshake_seq.get(header.epoch, -1)
+        if fresh:
+            self._peer_handshake_seq[header.epoch] = header.seq
         for fragment in fragments:
             if fragment.msg_type == HandshakeType.finished and header.epoch == 0:
                 # RFC 5246 7.4.9: Finished is the first message under the new keys; an
@@ -887,7 +897,10 @@ class Connection:
             result = self._reassembler.add(fragment)
             if result is FragmentStatus.RETRANSMISSION and self._flight is not None \
                     and fragment.message_seq < self._flight.peer_message_seq:
-                self._retransmit_requested = True
+                if fresh:
+                    self._retransmit_requested = True
+                else:
+                    self.stats["duplicate_handshake_record"] += 1
             elif not isinstance(result, FragmentStatus):
                 self.stats[f"fragment_{result.value}"] += 1
                 if result in _POISONING_DROPS:
@@ -1222,6 +1235,7 @@ class Connection:
             self._reassembler = HandshakeReassembler(next_message_seq=fragment.message_seq + 1)
             self._send_message_seq = fragment.message_seq  # 4.2.2: ServerHello echoes it
             self._write_states[0].next_seq = header.seq  # continue from the hello, as HVR did
+            self._peer_handshake_seq[0] = header.seq  # a duplicate of it is not a resend
             wire = WireMessage(HandshakeType.client_hello, fragment.message_seq, body)
             self._handle_message(wire, now, hello)
             return

@@ -257,29 +257,28 @@ def test_handshake_state_is_released_but_the_final_flight_is_still_resent(
     # bench/scale.py: an idle server session keeps only what it still needs.
     link = make_pair(server_identity)
     to_server: list[bytes] = []
+    lost: list[bytes] = []
 
-    def record(destination, datagram: bytes) -> bytes:
+    def record(destination, datagram: bytes) -> bytes | None:
         if destination is link.server:
             to_server.append(datagram)
+        elif not lost and any(h.epoch == 1 for h in split_records(datagram)[0]):
+            lost.append(datagram)  # the server's final flight, lost once
+            return None
         return datagram
 
     link.filter = record
-    handshake(link)
+    handshake(link)  # completes once the client's timer resends its flight
     server = link.server.connection
+    assert lost and server.stats["retransmit_on_peer_resend"] == 1
     assert vars(server) == {}  # every attribute has a slot: no per-instance dict
     assert server._key_pair is None and server._verifier is None
     assert server._transcript._sha256 is None and not server._transcript.keeps_messages
     # Still held: the final flight (NewSessionTicket at epoch 0, CCS, Finished at epoch 1).
     assert server._flight is not None and set(server._write_states) == {0, 1}
-    finished = to_server[-1]  # the client's last flight ends with its Finished
-    assert any(h.epoch == 1 for h in split_records(finished)[0])
-    server.receive_datagram(finished, CLIENT_ADDR, link.now)  # as if our flight was lost
-    resent = server.datagrams_to_send(link.now)
-    assert resent and server.stats["retransmit_on_peer_resend"] == 1
-    assert {h.epoch for d, _ in resent for h in split_records(d)[0]} == {0, 1}
-    for datagram, _ in resent:
-        link.client.connection.receive_datagram(datagram, SERVER_ADDR, link.now)
     assert link.client.connection.state is HandshakeState.ESTABLISHED
+    finished = to_server[-1]  # the client's resent flight ends with its Finished
+    assert any(h.epoch == 1 for h in split_records(finished)[0])
     # The client's first record under the new keys: the flight and epoch-0 writes go.
     link.client.connection.send(b"first")
     link.run(lambda: bool(link.server.of_type(ApplicationData)))
@@ -291,6 +290,33 @@ def test_handshake_state_is_released_but_the_final_flight_is_still_resent(
     link.run(lambda: bool(link.client.of_type(ApplicationData)))
     assert [e.data for e in link.client.of_type(ApplicationData)] == [b"still fine"]
     assert server.state is HandshakeState.ESTABLISHED
+
+
+def test_network_duplicates_of_a_flight_are_not_answered_but_resends_are(
+        server_identity) -> None:
+    """RFC 6347 4.2.4: resend our flight when the peer resends its previous one.  A resend
+    carries new record sequence numbers; a byte-identical copy is the network duplicating
+    a datagram and must not trigger a flight (or duplicates multiply into flights)."""
+    link = make_pair(server_identity)
+    link.client.connection.connect(link.now)
+    client, server = link.client.connection, link.server.connection
+    [(hello, _)] = client.datagrams_to_send(link.now)
+    server.receive_datagram(hello, CLIENT_ADDR, link.now)
+    [(hvr, _)] = server.datagrams_to_send(link.now)
+    client.receive_datagram(hvr, SERVER_ADDR, link.now)
+    [(hello2, _)] = client.datagrams_to_send(link.now)
+    server.receive_datagram(hello2, CLIENT_ADDR, link.now)
+    flight4 = server.datagrams_to_send(link.now)
+    assert flight4
+    server.receive_datagram(hello2, CLIENT_ADDR, link.now)  # the network duplicated it
+    assert server.datagrams_to_send(link.now) == []
+    assert server.stats["duplicate_handshake_record"] == 1
+    client.handle_timer(client.get_timer())  # the client's genuine resend
+    [(resent, _)] = client.datagrams_to_send(link.now)
+    assert resent != hello2
+    server.receive_datagram(resent, CLIENT_ADDR, link.now)
+    assert len(server.datagrams_to_send(link.now)) == len(flight4)
+    assert server.stats["retransmit_on_peer_resend"] == 1
 
 
 def test_timer_doubles_and_caps(server_identity) -> None:

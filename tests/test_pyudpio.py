@@ -707,17 +707,18 @@ def test_at_most_256_datagrams_per_call_like_c() -> None:
 
 def test_pending_socket_error_raised_first_like_c() -> None:
     """ICMP port unreachable on a connected socket: the kernel reports the error before the
-    queued datagrams, so the first call raises it and the next one gets the data.  (C's
-    caps are probed before the error arrives: its probe would consume it otherwise.)"""
+    queued datagrams, so the first call raises it and the next one gets the data.  The
+    caps are probed after the error arrived: probing must not consume it (C's recvmmsg
+    probe on the socket itself used to; see tests/test_pyudpio_server.py)."""
     outcomes = {}
     for name in _names():
         mod, rec = impl(name)
         with udp_pair() as (tx, rx):
-            mod.udp_caps(rx)
             _send(tx, [b"d0", b"d1", b"d2"])
             tx.close()
             rx.send(b"to a closed port")
             time.sleep(0.05)
+            mod.udp_caps(rx)
             seen: list[Any] = []
             for _ in range(3):
                 try:
