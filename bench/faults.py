@@ -23,17 +23,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cryptography import x509  # noqa: E402
-from cryptography.hazmat.primitives import hashes  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import ec, rsa  # noqa: E402
-from cryptography.hazmat.primitives.serialization import Encoding  # noqa: E402
-from cryptography.x509.oid import NameOID  # noqa: E402
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
 
-from dtls.config import DtlsConfiguration  # noqa: E402
-from dtls.connection import Connection  # noqa: E402
-from dtls.events import ConnectionTerminated, HandshakeCompleted  # noqa: E402
-from dtls.faults import Faults, SimulatedPath  # noqa: E402
-from dtls.verify import fingerprint_sha256  # noqa: E402
+from dtls.config import DtlsConfiguration
+from dtls.connection import Connection
+from dtls.events import ConnectionTerminated, HandshakeCompleted
+from dtls.faults import Faults, SimulatedPath
+from dtls.verify import fingerprint_sha256
 
 LATENCY = 0.01  # one-way, seconds, on every path
 DEADLINE = 120.0
@@ -147,16 +147,16 @@ def to_markdown(result: dict[str, Any]) -> str:
     lines = [
         "### Handshakes under faults (virtual time, bench/faults.py)",
         "",
-        f"{result['seeds']} seeds per scenario; two sans-IO connections on "
+        (f"{result['seeds']} seeds per scenario; two sans-IO connections on "
         f"`dtls.faults.SimulatedPath`, {result['latency'] * 1000:.0f} ms one-way latency, "
         "faults on both directions, ECDHE-ECDSA P-256 (pinned) or, where named, an RSA-2048 "
         f"leaf + RSA CA chain of {result['rsa_chain_bytes']} bytes; initial retransmission "
         "timer 1 s (RFC 6347 default). Times are virtual seconds from the first ClientHello "
         "until both sides completed; retransmissions count both sides (timer expiries and "
-        "answers to the peer's resent flight).",
+        "answers to the peer's resent flight)."),
         "",
-        "| scenario | completed | median s | p90 s | max s | retransmissions mean (max) "
-        "| datagrams mean | runs that shrank datagrams |",
+        ("| scenario | completed | median s | p90 s | max s | retransmissions mean (max) "
+         "| datagrams mean | runs that shrank datagrams |"),
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in result["scenarios"]:
