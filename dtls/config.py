@@ -51,6 +51,16 @@ SUPPORTED_CIPHER_SUITES: tuple[CipherSuite, ...] = (
     _CS.TLS_PSK_WITH_AES_128_CBC_SHA256,
     _CS.TLS_PSK_WITH_AES_128_CBC_SHA,
     _CS.TLS_PSK_WITH_AES_256_CBC_SHA,
+    # AES-CCM (RFC 6655 PSK, RFC 7251 ECDHE_ECDSA) for constrained peers; the CCM_8 ones
+    # (RFC 7925's mandatory IoT suites) only when a configuration lists them.
+    _CS.TLS_ECDHE_ECDSA_WITH_AES_128_CCM,
+    _CS.TLS_ECDHE_ECDSA_WITH_AES_256_CCM,
+    _CS.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8,
+    _CS.TLS_ECDHE_ECDSA_WITH_AES_256_CCM_8,
+    _CS.TLS_PSK_WITH_AES_128_CCM,
+    _CS.TLS_PSK_WITH_AES_256_CCM,
+    _CS.TLS_PSK_WITH_AES_128_CCM_8,
+    _CS.TLS_PSK_WITH_AES_256_CCM_8,
 )
 SUPPORTED_VERSIONS: tuple[int, ...] = (DTLS1_2, DTLS1_0)
 """Wire versions we implement, newest first (DTLS counts down: 1.2 = 0xFEFD, 1.0 = 0xFEFF)."""
@@ -144,6 +154,11 @@ class DtlsConfiguration:
     """Give up on a handshake that has not completed after this many seconds."""
     max_buffered_records: int = 16
     """Next-epoch records held until their keys exist (RFC 6347 4.1)."""
+    forgery_limit: int | None = None
+    """Records failing authentication tolerated under one key before the connection is
+    closed with bad_record_mac; None takes the cipher's integrity limit
+    (dtls.protection.INTEGRITY_LIMITS, RFC 9147 4.5.3: 2^36 for AES-GCM and ChaCha20,
+    2^23 for AES-CCM, 2^7 for AES-CCM_8; none for CBC-HMAC)."""
     max_pending_events: int = 1024
     versions: tuple[int, ...] = (DTLS1_2,)
     """Wire versions we accept.  DTLS 1.0 (RFC 4347, 0xFEFF: TLS 1.1 PRF, CBC suites only,
@@ -250,6 +265,8 @@ class DtlsConfiguration:
             raise ValueError("a PSK is 1..65535 bytes (RFC 4279 2)")
         if any(not 1 <= len(p) <= 255 for p in self.alpn_protocols):
             raise ValueError("each ALPN protocol name must be 1..255 bytes (RFC 7301 3.1)")
+        if self.forgery_limit is not None and self.forgery_limit < 1:
+            raise ValueError("forgery_limit must be >= 1 (or None for the cipher's limit)")
         if self.max_datagram_size < 256:
             raise ValueError("max_datagram_size below 256 bytes cannot carry a ClientHello")
         if not 0 < self.initial_retransmit_timeout <= self.max_retransmit_timeout:

@@ -132,7 +132,7 @@ from .negotiation import (
     resumable,
     select_version,
 )
-from .protection import BLOCK_LEN, NULL_PROTECTION
+from .protection import BLOCK_LEN, INTEGRITY_LIMITS, NULL_PROTECTION
 from .record import CipherState, split_records
 from .recordapi import CipherStateAPI
 from .recordbase import (
@@ -249,6 +249,7 @@ class Connection:
         "_final_flight",
         "_flight",
         "_flight_state",
+        "_forgeries",
         "_group",
         "_handshake_deadline",
         "_hello_verify_requests",
@@ -312,6 +313,7 @@ class Connection:
         self._write_epoch = 0
         self._peer_epoch = 0  # highest epoch of any authenticated record received
         self._new_epoch_failures = 0
+        self._forgeries: dict[int, int] = {}  # authentication failures per read epoch
         self._deferred: list[tuple[RecordHeader, bytes]] = []
 
         # Handshake.
@@ -431,7 +433,7 @@ class Connection:
                 self._event(ApplicationData(bytes(result.payload)))
                 return
             if status is not OpenStatus.MALFORMED and status is not OpenStatus.BAD_EPOCH:
-                self.stats[f"record_{status.name.lower()}"] += 1
+                self._count_refused(status, result.epoch)
                 return
         self._retransmit_requested = False
         view = memoryview(bytes(data))
@@ -560,7 +562,9 @@ class Connection:
         if refused:
             for status, count in refused.items():
                 if status != OpenStatus.BAD_EPOCH:
-                    self.stats[f"record_{status.name.lower()}"] += count
+                    self._count_refused(status, self._peer_epoch, count)
+            if self._closed:
+                return
         self._retransmit_requested = False
         try:
             for result in results:
@@ -575,7 +579,7 @@ class Connection:
                 else:
                     # Not counted here when `refused` already did (BAD_EPOCH never is).
                     if refused is None:
-                        self.stats[f"record_{result.status.name.lower()}"] += 1
+                        self._count_refused(result.status, result.epoch)
                 if self._closed:
                     return
             if self._retransmit_requested:
@@ -779,7 +783,9 @@ class Connection:
             return
         result = state.open(record)
         if not result.ok:
-            self.stats[f"record_{result.status.name.lower()}"] += 1
+            self._count_refused(result.status, header.epoch)
+            if self._closed:
+                return
             if result.status == OpenStatus.BAD_MAC and header.epoch == 1 \
                     and self._state in _WAITING_FOR_FINISHED:
                 self._check_new_epoch_failures()
@@ -816,6 +822,24 @@ class Connection:
                 self.stats["early_application_data"] += 1
         else:
             self.stats["unknown_content_type"] += 1
+
+    def _count_refused(self, status: OpenStatus, epoch: int, count: int = 1) -> None:
+        """Count refused records (dropped silently, RFC 6347 4.1.2.7) and enforce the
+        integrity limit: past `forgery_limit` authentication failures under one key the
+        connection closes with bad_record_mac (RFC 9147 4.5.3)."""
+        self.stats[f"record_{status.name.lower()}"] += count
+        if status != OpenStatus.BAD_MAC:
+            return
+        failures = self._forgeries.get(epoch, 0) + count
+        self._forgeries[epoch] = failures
+        state = self._read_states.get(epoch)
+        limit = self.configuration.forgery_limit
+        if limit is None and state is not None:
+            limit = INTEGRITY_LIMITS.get(state.protection.cipher)
+        if limit is not None and failures > limit and not self._closed:
+            self._fail(AlertError(f"{failures} records failed authentication under the "
+                                  f"epoch {epoch} key, over the integrity limit of {limit}",
+                                  AlertDescription.bad_record_mac))
 
     def _check_new_epoch_failures(self) -> None:
         """Fail fast when the peer's first protected records keep failing to authenticate.

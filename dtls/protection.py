@@ -170,3 +170,17 @@ class Protection:
 
 
 NULL_PROTECTION = Protection(BulkCipher.NULL)
+
+
+INTEGRITY_LIMITS: dict[BulkCipher, int] = {
+    BulkCipher.AES_128_GCM: 2**36,
+    BulkCipher.AES_256_GCM: 2**36,
+    BulkCipher.CHACHA20_POLY1305: 2**36,
+    BulkCipher.AES_128_CCM: 2**23,  # 2^23.5 rounded down
+    BulkCipher.AES_256_CCM: 2**23,
+    BulkCipher.AES_128_CCM_8: 2**7,
+    BulkCipher.AES_256_CCM_8: 2**7,
+}
+"""Records failing authentication that one key may see before the connection must close
+(RFC 9147 4.5.3, integrity limits; DTLS 1.2 has no key update, so closing is the only
+answer).  CBC with HMAC (full-length tags) and NULL have no limit here."""

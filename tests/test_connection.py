@@ -130,8 +130,9 @@ def test_server_picks_by_its_own_preference(server_identity) -> None:
 
 
 def test_default_suites_are_aead_only() -> None:
-    assert all("GCM" in s.name or "CHACHA" in s.name
-               for s in DtlsConfiguration().cipher_suites)
+    suites = DtlsConfiguration().cipher_suites
+    assert all(suite_info(s).is_aead for s in suites)
+    assert not any(s.name.endswith("CCM_8") for s in suites)  # 8-byte tags: only on request
 
 
 def test_secp384r1(server_identity) -> None:
@@ -1072,3 +1073,53 @@ def test_receive_opened_counts_refusals_and_ignores_other_addresses(server_ident
     assert server.stats["record_bad_mac"] == 3 and server.stats["record_replay"] == 2
     server.receive_opened([], ("203.0.113.9", 1), link.now, refused={OpenStatus.BAD_MAC: 1})
     assert server.stats["wrong_address"] == 1 and server.stats["record_bad_mac"] == 3
+
+
+# -- integrity limits (RFC 9147 4.5.3) ---------------------------------------------------
+
+
+def _forge(link: Link) -> bytes:
+    """An application_data record under the client's key with a corrupted tag."""
+    states = link.client.connection.application_states()
+    assert states is not None
+    record = bytearray(states[1].seal(ContentType.APPLICATION_DATA, b"forged"))
+    record[-1] ^= 1
+    return bytes(record)
+
+
+def test_forgery_limit_closes_the_connection_with_bad_record_mac(server_identity) -> None:
+    link = make_pair(server_identity, server={"forgery_limit": 3})
+    handshake(link)
+    server = link.server.connection
+    for _ in range(3):
+        server.receive_datagram(_forge(link), CLIENT_ADDR, link.now)
+    assert server.state is HandshakeState.ESTABLISHED and server.stats["record_bad_mac"] == 3
+    server.receive_datagram(_forge(link), CLIENT_ADDR, link.now)
+    assert server.state is HandshakeState.CLOSED
+    (end,) = [e for e in iter(server.next_event, None) if isinstance(e, ConnectionTerminated)]
+    assert end.alert == AlertDescription.bad_record_mac and not end.by_peer
+    assert "integrity limit of 3" in end.reason
+    [(alert, _)] = server.datagrams_to_send(link.now)  # the fatal alert goes to the client
+    link.client.connection.receive_datagram(alert, SERVER_ADDR, link.now)
+    assert link.client.connection.state is HandshakeState.CLOSED
+
+
+def test_forgery_limit_defaults_to_the_ciphers_integrity_limit(server_identity) -> None:
+    from dtls.protection import INTEGRITY_LIMITS, BulkCipher
+    suite = CipherSuite.TLS_PSK_WITH_AES_128_CCM_8
+    link = make_pair(server_identity, client={**CLIENT_PSK, "cipher_suites": (suite,)},
+                     server={**SERVER_PSK, "cipher_suites": (suite,)})
+    handshake(link)
+    server = link.server.connection
+    limit = INTEGRITY_LIMITS[BulkCipher.AES_128_CCM_8]
+    assert limit == 128
+    for _ in range(limit):
+        server.receive_datagram(_forge(link), CLIENT_ADDR, link.now)
+    assert server.state is HandshakeState.ESTABLISHED
+    server.receive_datagram(_forge(link), CLIENT_ADDR, link.now)
+    assert server.state is HandshakeState.CLOSED
+
+
+def test_forgery_limit_validates() -> None:
+    with pytest.raises(ValueError):
+        DtlsConfiguration(forgery_limit=0, verify_peer=False).validate()
