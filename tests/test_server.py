@@ -6,6 +6,7 @@ one runs 200 clients over real loopback UDP against one `DtlsUdpServer` socket.
 
 from __future__ import annotations
 
+import os
 import selectors
 import socket
 import threading
@@ -665,3 +666,55 @@ def test_udp_server_batches_both_ways(batched: bool) -> None:
         finally:
             udp_server.shutdown()
             thread.join(timeout=5)
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs Linux /proc")
+def test_100000_spoofed_cookieless_hellos_keep_memory_flat_and_never_amplify() -> None:
+    """Issue 6 DoS limits: before a valid cookie nothing is stored per peer (RSS stays flat
+    over 100,000 spoofed sources, no session, no rate bucket, no timer), and every answer
+    to an unverified address is no larger than what it sent (RFC 6347 4.2.1: the
+    HelloVerifyRequest must be small; it is never retransmitted)."""
+    server = DtlsServer(server_config())
+    hello = cookieless_client_hello()
+    sent = received = 0
+    samples = []
+    for n in range(100_000):
+        addr = (f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}", 1024 + n % 60000)
+        server.receive_datagram(hello, addr, 1.0 + n * 1e-5)
+        received += len(hello)
+        for datagram, to in server.datagrams_to_send():
+            assert to == addr and len(datagram) <= len(hello)
+            sent += len(datagram)
+        if n % 10_000 == 9_999:
+            samples.append(_rss_bytes())
+    assert sent <= received
+    growth = max(samples[1:]) - samples[0]  # after the first 10,000 (caches warm)
+    assert growth < 2 * 1024 * 1024, f"RSS grew by {growth} bytes: {samples}"
+    assert len(server) == 0 and server.half_open == 0 and server.sessions == {}
+    assert not server._buckets and not server._heap
+    assert server.stats["hello_verify_requests"] == 100_000
+    assert server.stats["handshakes_started"] == 0 and server.get_timer() is None
+
+
+def test_smallest_client_hello_still_gets_no_more_bytes_back() -> None:
+    """Amplification with the smallest ClientHello we can build (one suite, no
+    extensions): the HelloVerifyRequest is still no larger."""
+    from dtls.fragments import HandshakeMessage
+    from dtls.messages import ClientHello as Hello
+    from dtls.messages import encode_handshake
+    from dtls.protection import NULL_PROTECTION
+    from dtls.record import CipherState
+    body = Hello(client_version=0xFEFD, random=bytes(32), session_id=b"", cookie=b"",
+                 cipher_suites=[0xC02B], compression_methods=[0], extensions=[])
+    msg_type, encoded = encode_handshake(body)
+    record = CipherState(NULL_PROTECTION, epoch=0).seal(
+        22, HandshakeMessage(msg_type, 0, encoded).serialize())
+    server = DtlsServer(server_config())
+    server.receive_datagram(record, ("203.0.113.1", 4000), 1.0)
+    [(hvr, _)] = server.datagrams_to_send()
+    assert len(hvr) <= len(record), (len(hvr), len(record))
