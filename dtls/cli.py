@@ -208,6 +208,8 @@ def _common_config(args: argparse.Namespace, *, is_client: bool) -> dict[str, An
         versions = parse_versions(args.version)
         if _HAS_VERSIONS:
             kw["versions"] = versions
+    if args.mac_then_encrypt:
+        kw["mac_then_encrypt"] = True
     if args.keylog:
         path = Path(args.keylog)
 
@@ -490,6 +492,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--version", default=None,
                    help="DTLS version(s): 1.2 (default)"
                    + (", 1.0, or 1.2,1.0" if _HAS_VERSIONS else "; this build has no 1.0"))
+    p.add_argument("--mac-then-encrypt", action="store_true",
+                   help="allow CBC suites without encrypt-then-MAC (RFC 7366), e.g. for "
+                   "old DTLS 1.0 peers")
     p.add_argument("--keylog", help="append NSS key log lines here (for Wireshark)")
     p.add_argument("-v", "--verbose", action="store_true", help="log protocol details")
 

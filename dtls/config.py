@@ -120,6 +120,11 @@ class DtlsConfiguration:
     """RFC 7627 5.2/5.3: abort when the peer does not negotiate the extended master secret."""
     encrypt_then_mac: bool = True
     """Offer/accept RFC 7366 encrypt-then-MAC for CBC suites."""
+    mac_then_encrypt: bool = False
+    """Allow a CBC suite WITHOUT encrypt-then-MAC (the original MAC-then-encrypt, whose
+    padding check is the Lucky Thirteen target; ours is constant-time, but a peer that
+    cannot do RFC 7366 is better served by an AEAD suite).  Off: a CBC suite is only
+    negotiated together with encrypt_then_mac; needed for DTLS 1.0 peers without RFC 7366."""
 
     verify_peer: bool = True
     pinned_sha256: tuple[bytes, ...] = ()

@@ -8,6 +8,7 @@ the RFC asks for.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 from dataclasses import dataclass
@@ -86,7 +87,11 @@ def ecdh_params_bytes(params: ServerECDHParams) -> bytes:
     return buf.data
 
 
+@functools.lru_cache(maxsize=64)
 def _is_ip_literal(name: str) -> bool:
+    """Whether `name` is an IP address, not a host name.  Cached (bounded): a client asks
+    once per ClientHello about the same configured name, and a failed parse is an
+    exception, which costs more than the rest of building the hello's extensions."""
     try:
         ipaddress.ip_address(name)
     except ValueError:
@@ -189,6 +194,9 @@ def check_server_hello(config: DtlsConfiguration, offer: ClientHello,
     # RFC 7366 3: meaningful for CBC suites only; an answer with an AEAD suite changes
     # nothing (Protection ignores it), so it is tolerated rather than refused.
     etm = find_extension(answer.extensions, EncryptThenMac) is not None and not suite.is_aead
+    if not suite.is_aead and not etm and not config.mac_then_encrypt:
+        raise HandshakeFailure(f"server chose {suite.name} without encrypt_then_mac "
+                               "(RFC 7366): MAC-then-encrypt needs mac_then_encrypt=True")
     return Negotiated(suite, ems, etm, alpn_protocol, version=answer.server_version)
 
 
@@ -274,10 +282,16 @@ def negotiate(config: DtlsConfiguration, hello: ClientHello, *,
         and key_kind(config.private_key) is not KeyKind.ED25519
     curve = curve_group(config.private_key) if config.private_key is not None else None
 
+    client_etm = config.encrypt_then_mac \
+        and find_extension(hello.extensions, EncryptThenMac) is not None
+
     def obstacle(suite: CipherSuiteInfo) -> str | None:
         """Why we cannot use this suite with this client, or None if we can."""
         if suite.uses_ecdhe and group is None:
             return "no ECDHE group in common"
+        if not suite.is_aead and not client_etm and not config.mac_then_encrypt:
+            return (f"{suite.name} without encrypt_then_mac (RFC 7366) needs "
+                    "mac_then_encrypt=True")
         if not suite.supports_version(version):
             return f"{suite.name} cannot be used in DTLS 1.0"
         if suite.needs_certificate:

@@ -254,7 +254,7 @@ def run_cell(pki: PKI, implementation: str, role: str, case: str) -> str:
             assert peer.port is not None
             sock.connect(("127.0.0.1", peer.port))
             config = DtlsConfiguration(
-                cipher_suites=(ours_suite,), encrypt_then_mac=our_etm,
+                cipher_suites=(ours_suite,), encrypt_then_mac=our_etm, mac_then_encrypt=True,
                 **({"psk": PSK_KEY, "psk_identity": PSK_IDENTITY.encode()} if suite.psk
                    else {"ca_certificates": (pki.ca.cert,), "server_name": "localhost"}),
                 **({"certificate_chain": [pki.client_ecdsa.cert],
@@ -266,6 +266,7 @@ def run_cell(pki: PKI, implementation: str, role: str, case: str) -> str:
             port = sock.getsockname()[1]
             config = DtlsConfiguration(
                 is_client=False, cipher_suites=(ours_suite,), encrypt_then_mac=our_etm,
+                mac_then_encrypt=True,
                 **({"psk_lookup": {PSK_IDENTITY.encode(): PSK_KEY}.get} if suite.psk
                    else {"certificate_chain": [leaf.cert], "private_key": leaf.key}),  # type: ignore[union-attr]
                 **({"client_auth": ClientAuth.REQUIRE, "ca_certificates": (pki.ca.cert,)}

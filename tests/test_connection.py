@@ -107,8 +107,10 @@ def test_every_suite_in_memory(server_identity, rsa_identity, suite: CipherSuite
                                etm: bool) -> None:
     identity = rsa_identity if "_RSA_" in suite.name else server_identity
     link = make_pair(identity,
-                     client={"cipher_suites": (suite,), "encrypt_then_mac": etm, **CLIENT_PSK},
-                     server={"cipher_suites": SUPPORTED_CIPHER_SUITES, **SERVER_PSK})
+                     client={"cipher_suites": (suite,), "encrypt_then_mac": etm,
+                             "mac_then_encrypt": not etm, **CLIENT_PSK},
+                     server={"cipher_suites": SUPPORTED_CIPHER_SUITES, "mac_then_encrypt": True,
+                             **SERVER_PSK})
     handshake(link)
     (done,) = link.server.of_type(HandshakeCompleted)
     assert done.cipher_suite is suite
@@ -1123,3 +1125,37 @@ def test_forgery_limit_defaults_to_the_ciphers_integrity_limit(server_identity) 
 def test_forgery_limit_validates() -> None:
     with pytest.raises(ValueError):
         DtlsConfiguration(forgery_limit=0, verify_peer=False).validate()
+
+
+# -- CBC only with encrypt-then-MAC unless MAC-then-encrypt is allowed ----------------------
+
+
+CBC = CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256
+
+
+def test_server_refuses_cbc_without_encrypt_then_mac_by_default(server_identity) -> None:
+    link = make_pair(server_identity, client={"cipher_suites": (CBC,), "encrypt_then_mac": False,
+                                              "mac_then_encrypt": True},
+                     server={"cipher_suites": (CBC,)})
+    link.client.connection.connect(link.now)
+    link.run(lambda: bool(link.client.of_type(ConnectionTerminated)))
+    (end,) = link.server.of_type(ConnectionTerminated)
+    assert end.alert == AlertDescription.handshake_failure and "mac_then_encrypt" in end.reason
+
+
+def test_client_refuses_a_server_choosing_cbc_without_encrypt_then_mac(server_identity) -> None:
+    link = make_pair(server_identity, client={"cipher_suites": (CBC,)},
+                     server={"cipher_suites": (CBC,), "encrypt_then_mac": False,
+                             "mac_then_encrypt": True})
+    link.client.connection.connect(link.now)
+    link.run(lambda: bool(link.client.of_type(ConnectionTerminated)))
+    (end,) = link.client.of_type(ConnectionTerminated)
+    assert end.alert == AlertDescription.handshake_failure and "mac_then_encrypt" in end.reason
+    assert not link.client.of_type(HandshakeCompleted)
+
+
+def test_cbc_with_encrypt_then_mac_needs_no_opt_in(server_identity) -> None:
+    link = make_pair(server_identity, client={"cipher_suites": (CBC,)},
+                     server={"cipher_suites": (CBC,)})
+    handshake(link)
+    assert link.client.of_type(HandshakeCompleted)[0].encrypt_then_mac

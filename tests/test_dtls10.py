@@ -36,9 +36,9 @@ def pair(identity: Any, client: dict[str, Any] | None = None,
     cert, key, kind = identity
     suite = RSA_CBC if kind == "rsa" else ECDSA_CBC
     c = DtlsConfiguration(server_name="localhost", pinned_sha256=(fingerprint_sha256(cert),),
-                          versions=BOTH, cipher_suites=(suite,))
+                          versions=BOTH, cipher_suites=(suite,), mac_then_encrypt=True)
     s = DtlsConfiguration(is_client=False, certificate_chain=[cert], private_key=key,
-                          versions=(DTLS1_0,), cipher_suites=(suite,))
+                          versions=(DTLS1_0,), cipher_suites=(suite,), mac_then_encrypt=True)
     return Link(Connection(replace(c, **(client or {})), peer_address=SERVER_ADDR),
                 Connection(replace(s, **(server or {}))), **link)
 

@@ -307,7 +307,7 @@ def test_every_supported_suite_both_roles(pki, suite: CipherSuite, etm: bool) ->
         sock.connect(("127.0.0.1", port))
         client = Connection(DtlsConfiguration(ca_certificates=(pki["ca_cert"],),
                                               server_name="localhost", cipher_suites=(suite,),
-                                              encrypt_then_mac=etm),
+                                              encrypt_then_mac=etm, mac_then_encrypt=not etm),
                             peer_address=("127.0.0.1", port))
         events = Events()
         client.connect(time.monotonic())
@@ -335,7 +335,7 @@ def test_every_supported_suite_both_roles(pki, suite: CipherSuite, etm: bool) ->
     try:
         our_server = Connection(DtlsConfiguration(
             is_client=False, certificate_chain=[pki["cert"]], private_key=pki["key"],
-            cipher_suites=(suite,), encrypt_then_mac=etm))
+            cipher_suites=(suite,), encrypt_then_mac=etm, mac_then_encrypt=not etm))
         events = Events()
         drive_udp(our_server, sock, until=events.done(), on_event=events, timeout=10)
         done = events.of_type(HandshakeCompleted)

@@ -92,11 +92,12 @@ def _handshake_capture(tmp_path: Path, suite: CipherSuite, etm: bool = True
         client = Connection(DtlsConfiguration(
             ca_certificates=(ca,), server_name="localhost", cipher_suites=(suite,),
             certificate_chain=[client_cert], private_key=client_key, encrypt_then_mac=etm,
+            mac_then_encrypt=not etm,
             keylog=keylog.append), peer_address=SERVER_ADDR)
         server = Connection(DtlsConfiguration(
             is_client=False, certificate_chain=[server_cert], private_key=server_key,
             cipher_suites=(suite,), client_auth=ClientAuth.REQUIRE, ca_certificates=(ca,),
-            encrypt_then_mac=etm))
+            encrypt_then_mac=etm, mac_then_encrypt=not etm))
     link = Link(client, server)
     packets: list[tuple[float, bytes]] = []
     directions: list[str] = []
