@@ -26,6 +26,7 @@ are not application data (alerts, handshake retransmissions) still reach the con
 from __future__ import annotations
 
 import math
+import os
 import select
 import socket
 import threading
@@ -64,6 +65,7 @@ _RECV_SIZE = 65536
 _BATCH = 32  # datagrams per receive call on the fast path
 _APPLICATION_DATA = int(ContentType.APPLICATION_DATA)
 _UDP_FAMILIES = (socket.AF_INET, socket.AF_INET6)
+_GRO_DEFAULT = os.environ.get("DTLS_UDP_GRO", "1") != "0"  # DTLS_UDP_GRO=0: never enable it
 
 
 class PayloadList:
@@ -117,6 +119,7 @@ class DtlsSocket:
         self._fast: tuple[Any, Any] | None = None
         self._poll_in: Any = None
         self._poll_out: Any = None
+        self._gro = _GRO_DEFAULT
 
     @classmethod
     def wrap_client(cls, sock: socket.socket, config: DtlsConfiguration, *,
@@ -523,6 +526,13 @@ class DtlsSocket:
         self._poll_in.register(fd, select.POLLIN)
         self._poll_out.register(fd, select.POLLOUT)
         self._sock.setblocking(False)  # waits happen in poll, with timers and deadlines
+        if _cudpio.udp_caps(self._sock) & _cudpio.UdpCaps.GRO and self._gro:
+            # A GSO sender's runs arrive as one buffer per run: one recvmmsg slot holds up
+            # to 64 records (the C side splits them).  Costs 64 KiB of scratch per slot.
+            try:
+                _cudpio.set_gro(self._sock, True)
+            except OSError:
+                pass
         self._fast = states
 
     def _deadline(self) -> float | None:
