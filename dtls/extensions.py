@@ -251,22 +251,23 @@ def _pull_server_name(buf: Buffer, ctx: HandshakeContext) -> ServerName:
             raise DecodeError("server_name: ServerHello extension_data must be empty")
         return ServerName(None)
     host_name: str | None = None
-    with buf.pull_block(2, "server_name.server_name_list", 1):
-        while not buf.eof():
-            name_type = buf.pull_uint8("server_name.name_type")
-            if name_type != NameType.host_name:
-                # RFC 6066 3 gives no length for other name types, so nothing after
-                # this can be parsed (OpenSSL and NSS reject these too).
-                raise DecodeError(f"server_name: unknown name_type {name_type}")
-            raw = buf.pull_vector(2, "server_name.host_name", 1)
-            if host_name is not None:
-                # RFC 6066 3: "MUST NOT contain more than one name of the same name_type".
-                raise IllegalParameter("server_name: more than one host_name")
-            try:
-                host_name = raw.decode("ascii")
-            except UnicodeDecodeError:
-                # RFC 6066 3: HostName is "a byte string using ASCII encoding".
-                raise IllegalParameter("server_name: host_name is not ASCII") from None
+    outer = buf.begin_pull_block(2, "server_name.server_name_list", 1)
+    while not buf.eof():
+        name_type = buf.pull_uint8("server_name.name_type")
+        if name_type != NameType.host_name:
+            # RFC 6066 3 gives no length for other name types, so nothing after
+            # this can be parsed (OpenSSL and NSS reject these too).
+            raise DecodeError(f"server_name: unknown name_type {name_type}")
+        raw = buf.pull_vector(2, "server_name.host_name", 1)
+        if host_name is not None:
+            # RFC 6066 3: "MUST NOT contain more than one name of the same name_type".
+            raise IllegalParameter("server_name: more than one host_name")
+        try:
+            host_name = raw.decode("ascii")
+        except UnicodeDecodeError:
+            # RFC 6066 3: HostName is "a byte string using ASCII encoding".
+            raise IllegalParameter("server_name: host_name is not ASCII") from None
+    buf.end_pull_block(outer, "server_name.server_name_list")
     return ServerName(host_name)
 
 
@@ -282,9 +283,10 @@ def _push_server_name(buf: Buffer, ext: ServerName, ctx: HandshakeContext) -> No
     except UnicodeEncodeError:
         # RFC 6066 3: ASCII; internationalized names go in as A-labels (RFC 5890).
         raise InternalError(f"server_name: {ext.host_name!r} is not ASCII") from None
-    with buf.push_block(2, "server_name.server_name_list", 1):
-        buf.push_uint8(NameType.host_name)
-        buf.push_vector(2, host_name, "server_name.host_name", 1)
+    start = buf.begin_push_block(2, "server_name.server_name_list")
+    buf.push_uint8(NameType.host_name)
+    buf.push_vector(2, host_name, "server_name.host_name", 1)
+    buf.end_push_block(start, 2, "server_name.server_name_list", 1)
 
 
 def _pull_supported_groups(buf: Buffer, ctx: HandshakeContext) -> SupportedGroups:
@@ -411,24 +413,30 @@ _PUSH: dict[type, Callable[..., None]] = {
 # -- the extension block --------------------------------------------------------------
 
 
+_DATA_WHAT: dict[int, str] = {t: f"{ExtensionType(t).name}.extension_data" for t in _PULL}
+"""Field names for errors, made once: an enum lookup per extension is measurable."""
+
+
 def pull_extension(buf: Buffer, ctx: HandshakeContext) -> Extension:
     """One `Extension` struct: type, then its body confined to its own length."""
     extension_type = buf.pull_uint16("Extension.extension_type")
     pull = _PULL.get(extension_type)
-    what = ExtensionType(extension_type).name if pull is not None else "Extension"
-    with buf.pull_block(2, f"{what}.extension_data") as length:
-        if pull is None:
-            return UnknownExtension(extension_type, buf.pull_bytes(length, what))
-        return pull(buf, ctx)
+    what = "Extension.extension_data" if pull is None else _DATA_WHAT[extension_type]
+    outer = buf.begin_pull_block(2, what)
+    ext = (UnknownExtension(extension_type, buf.pull_bytes(buf.remaining(), "Extension"))
+           if pull is None else pull(buf, ctx))
+    buf.end_pull_block(outer, what)
+    return ext
 
 
 def push_extension(buf: Buffer, ext: Extension, ctx: HandshakeContext) -> None:
     buf.push_uint16(ext.extension_type, "Extension.extension_type")
-    with buf.push_block(2, "Extension.extension_data"):
-        if isinstance(ext, UnknownExtension):
-            buf.push_bytes(ext.data)
-        else:
-            _PUSH[type(ext)](buf, ext, ctx)
+    start = buf.begin_push_block(2, "Extension.extension_data")
+    if isinstance(ext, UnknownExtension):
+        buf.push_bytes(ext.data)
+    else:
+        _PUSH[type(ext)](buf, ext, ctx)
+    buf.end_push_block(start, 2, "Extension.extension_data")
 
 
 def pull_extensions(buf: Buffer, ctx: HandshakeContext) -> list[Extension]:
@@ -444,14 +452,15 @@ def pull_extensions(buf: Buffer, ctx: HandshakeContext) -> list[Extension]:
         return []
     extensions: list[Extension] = []
     seen: set[int] = set()
-    with buf.pull_block(2, "extensions"):
-        while not buf.eof():
-            ext = pull_extension(buf, ctx)
-            if ext.extension_type in seen:
-                raise IllegalParameter(
-                    f"extensions: more than one extension of type {ext.extension_type}")
-            seen.add(ext.extension_type)
-            extensions.append(ext)
+    outer = buf.begin_pull_block(2, "extensions")
+    while not buf.eof():
+        ext = pull_extension(buf, ctx)
+        if ext.extension_type in seen:
+            raise IllegalParameter(
+                f"extensions: more than one extension of type {ext.extension_type}")
+        seen.add(ext.extension_type)
+        extensions.append(ext)
+    buf.end_pull_block(outer, "extensions")
     return extensions
 
 
@@ -467,6 +476,7 @@ def push_extensions(buf: Buffer, extensions: list[Extension], ctx: HandshakeCont
     types = [ext.extension_type for ext in extensions]
     if len(set(types)) != len(types):
         raise InternalError(f"extensions: duplicate extension types in {types}")
-    with buf.push_block(2, "extensions"):
-        for ext in extensions:
-            push_extension(buf, ext, ctx)
+    start = buf.begin_push_block(2, "extensions")
+    for ext in extensions:
+        push_extension(buf, ext, ctx)
+    buf.end_push_block(start, 2, "extensions")

@@ -53,11 +53,36 @@ DEFAULT_MAX_FRAGMENTS_PER_MESSAGE = 128
 # type|length as one uint32, message_seq, then fragment_offset|fragment_length (48 bits) split
 # 16 + 32: struct has no 24-bit format, and this keeps parsing to one unpack_from call.
 _HEADER = struct.Struct("!IHHI")
+_PACK_HEADER = _HEADER.pack
 
 
 def _check_uint(name: str, value: int, maximum: int) -> None:
     if not 0 <= value <= maximum:
         raise ValueError(f"{name} {value} outside 0..{maximum}")
+
+
+def _pack_header(msg_type: int, length: int, message_seq: int, fragment_offset: int,
+                 fragment_length: int) -> bytes:
+    """The 12 header bytes.  ValueError for out-of-range fields (a caller bug, not an alert).
+
+    One function for every header we write (fragments, the transcript's unfragmented form,
+    range checks): it runs for every message and piece of every flight, so the common case
+    is one chained comparison and one pack, and the per-field checks only name the culprit.
+    """
+    if not (0 <= msg_type <= 0xFF and 0 <= message_seq <= MAX_MESSAGE_SEQ
+            and 0 <= length <= MAX_UINT24 and 0 <= fragment_offset <= MAX_UINT24
+            and 0 <= fragment_length <= MAX_UINT24):
+        _check_uint("msg_type", msg_type, 0xFF)
+        _check_uint("length", length, MAX_UINT24)
+        _check_uint("message_seq", message_seq, MAX_MESSAGE_SEQ)
+        _check_uint("fragment_offset", fragment_offset, MAX_UINT24)
+        _check_uint("fragment_length", fragment_length, MAX_UINT24)
+    return _PACK_HEADER(
+        (msg_type << 24) | length,
+        message_seq,
+        fragment_offset >> 8,
+        ((fragment_offset & 0xFF) << 24) | fragment_length,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -96,17 +121,8 @@ class HandshakeHeader:
 
     def serialize(self) -> bytes:
         """The 12 header bytes.  ValueError for out-of-range fields (a caller bug, not an alert)."""
-        _check_uint("msg_type", self.msg_type, 0xFF)
-        _check_uint("length", self.length, MAX_UINT24)
-        _check_uint("message_seq", self.message_seq, MAX_MESSAGE_SEQ)
-        _check_uint("fragment_offset", self.fragment_offset, MAX_UINT24)
-        _check_uint("fragment_length", self.fragment_length, MAX_UINT24)
-        return _HEADER.pack(
-            (self.msg_type << 24) | self.length,
-            self.message_seq,
-            self.fragment_offset >> 8,
-            ((self.fragment_offset & 0xFF) << 24) | self.fragment_length,
-        )
+        return _pack_header(self.msg_type, self.length, self.message_seq,
+                            self.fragment_offset, self.fragment_length)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +159,8 @@ class HandshakeFragment:
 
     def serialize(self) -> bytes:
         """Header + body, as the fragment appears on the wire."""
-        return self.header.serialize() + bytes(self.body)
+        return _pack_header(self.msg_type, self.length, self.message_seq,
+                            self.fragment_offset, len(self.body)) + bytes(self.body)
 
 
 def parse_fragments(payload: Buffer) -> list[HandshakeFragment]:
@@ -217,7 +234,8 @@ class HandshakeMessage:
         RFC 6347 4.2.6: the Finished MAC is computed "as if each handshake message had been
         sent as a single fragment", whatever fragmentation was actually used on the wire.
         """
-        return self.header.serialize() + self.body
+        n = len(self.body)
+        return _pack_header(self.msg_type, n, self.message_seq, 0, n) + self.body
 
     def fragment(self, max_fragment_payload: int) -> list[bytes]:
         """See `fragment_message`."""
@@ -232,8 +250,8 @@ class HandshakeMessage:
 def _fragment_bytes(
     msg_type: int, message_seq: int, body: memoryview, offset: int, count: int
 ) -> bytes:
-    header = HandshakeHeader(msg_type, len(body), message_seq, offset, count)
-    return header.serialize() + body[offset:offset + count]
+    return _pack_header(msg_type, len(body), message_seq, offset, count) \
+        + body[offset:offset + count]
 
 
 def fragment_message(
@@ -251,7 +269,7 @@ def fragment_message(
     length = len(view)
     _check_uint("message length", length, MAX_UINT24)
     if length == 0:
-        return [HandshakeHeader(msg_type, 0, message_seq, 0, 0).serialize()]
+        return [_pack_header(msg_type, 0, message_seq, 0, 0)]
     return [
         _fragment_bytes(msg_type, message_seq, view, offset,
                         min(max_fragment_payload, length - offset))
@@ -290,7 +308,8 @@ class FlightPacker(Generic[H]):
             if not isinstance(item, (HandshakeMessage, bytes)):
                 raise TypeError(f"flight item must be HandshakeMessage or bytes, not {item!r}")
             if isinstance(item, HandshakeMessage):
-                item.header.serialize()  # range-check fields now, not mid-flight
+                n = len(item.body)  # range-check fields now, not mid-flight
+                _pack_header(item.msg_type, n, item.message_seq, 0, n)
         self._index = 0
         self._offset = 0  # bytes of the current handshake message's body already taken
 
@@ -318,20 +337,38 @@ class FlightPacker(Generic[H]):
 
     def take(self, room: int) -> bytes | None:
         """The next piece of at most `room` bytes, or None if none fits (nothing consumed)."""
-        if self.done or room < self.min_room():
+        # `done` and `min_room` inlined: this runs for every piece of every flight.
+        index = self._index
+        if index >= len(self._items):
             return None
-        item = self._items[self._index][1]
+        item = self._items[index][1]
         if not isinstance(item, HandshakeMessage):
-            self._index += 1
+            if room < len(item):
+                return None
+            self._index = index + 1
             return item
-        body = memoryview(item.body)
-        count = min(len(body) - self._offset, room - HANDSHAKE_HEADER_LENGTH)
-        piece = _fragment_bytes(item.msg_type, item.message_seq, body, self._offset, count)
-        self._offset += count
-        if self._offset >= len(body):
-            self._index += 1
+        body = item.body
+        length = len(body)
+        if room < HANDSHAKE_HEADER_LENGTH + (1 if length else 0):
+            return None
+        offset = self._offset
+        count = min(length - offset, room - HANDSHAKE_HEADER_LENGTH)
+        piece = _pack_header(item.msg_type, length, item.message_seq, offset, count) \
+            + body[offset:offset + count]
+        offset += count
+        if offset >= length:
+            self._index = index + 1
             self._offset = 0
+        else:
+            self._offset = offset
         return piece
+
+    def peek(self) -> tuple[H, bool] | None:
+        """(next_hint, next_is_handshake) in one call, or None when done."""
+        if self._index >= len(self._items):
+            return None
+        hint, item = self._items[self._index]
+        return hint, isinstance(item, HandshakeMessage)
 
 
 def pack_flight(
@@ -363,9 +400,8 @@ def pack_flight(
         records: list[tuple[H, bytes]] = []
         last_is_handshake = False
         used = 0
-        while not packer.done:
-            hint = packer.next_hint
-            is_handshake = packer.next_is_handshake
+        while (peeked := packer.peek()) is not None:
+            hint, is_handshake = peeked
             if coalesce and records and is_handshake and last_is_handshake \
                     and records[-1][0] == hint:
                 last_hint, last_payload = records[-1]

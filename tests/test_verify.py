@@ -101,3 +101,47 @@ def test_ip_address_server_name() -> None:
     # No iPAddress SAN in the leaf: an IP literal never matches its DNS name.
     err = failure(lambda: CaVerifier([CA[0]]).verify([DER], "127.0.0.1"))
     assert err.description == AlertDescription.bad_certificate
+
+
+# -- the cache of verified chains ----------------------------------------------------------
+
+
+def _ca_and_leaf() -> tuple[x509.Certificate, x509.Certificate]:
+    ca = make_certificate("Cache CA", ca=True)
+    leaf, _ = make_certificate("localhost", issuer=ca)
+    return ca[0], leaf
+
+
+def test_a_verified_chain_is_reused_but_only_for_the_same_question() -> None:
+    from dtls.verify import _VERIFIED
+    _VERIFIED.clear()
+    ca, leaf = _ca_and_leaf()
+    der = [leaf.public_bytes(Encoding.DER)]
+    verifier = CaVerifier([ca])
+    assert verifier.verify(der, "localhost") == leaf
+    assert len(_VERIFIED._entries) == 1
+    assert CaVerifier([ca]).verify(der, "localhost") == leaf  # served from the cache
+    assert len(_VERIFIED._entries) == 1
+    with pytest.raises(AlertError):  # another name is another question: validated afresh
+        verifier.verify(der, "other.example")
+    other_ca, _ = _ca_and_leaf()
+    with pytest.raises(AlertError):  # other roots too
+        CaVerifier([other_ca]).verify(der, "localhost")
+    assert len(_VERIFIED._entries) == 1  # failures are never cached
+
+
+def test_verified_chain_cache_is_bounded_and_skips_certificates_out_of_validity() -> None:
+    from dtls.verify import _VerifiedChains
+    cache = _VerifiedChains()
+    ca, leaf = _ca_and_leaf()
+    for i in range(_VerifiedChains.MAX_ENTRIES + 10):
+        cache.put(("key", i), leaf, [leaf, ca])
+    assert len(cache._entries) == _VerifiedChains.MAX_ENTRIES
+    assert cache.get(("key", 0)) is None and cache.get(("key", 73)) is leaf  # oldest went
+    # An entry past a certificate's notAfter is dropped, not answered.
+    key = ("key", 73)
+    cert, not_before, _ = cache._entries[key]
+    cache._entries[key] = (cert, not_before,
+                           datetime.datetime.now(datetime.timezone.utc)
+                           - datetime.timedelta(seconds=1))
+    assert cache.get(key) is None and key not in cache._entries
