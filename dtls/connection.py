@@ -178,6 +178,7 @@ MAX_QUEUED_DATAGRAMS = 256
 _DATAGRAM_FALLBACK = (1200, 508, 256)  # see Connection._shrink_datagrams
 MAX_HELLO_VERIFY_REQUESTS = 3
 MAX_NEW_EPOCH_FAILURES = 3
+MAX_CLIENT_HELLO_MESSAGE_SEQ = 16
 _KEY_EXCHANGE = {KeyExchange.ECDHE: KeyExchangeAlgorithm.ECDHE,
                  KeyExchange.PSK: KeyExchangeAlgorithm.PSK,
                  KeyExchange.ECDHE_PSK: KeyExchangeAlgorithm.ECDHE_PSK}
@@ -912,7 +913,15 @@ class Connection:
         fresh = header.seq > self._peer_handshake_seq.get(header.epoch, -1)
         if fresh:
             self._peer_handshake_seq[header.epoch] = header.seq
+        # Once established, a handshake record of an older epoch than the peer now speaks
+        # is unauthenticated (epoch 0) or superseded: it may only be a retransmission of
+        # the peer's last flight (RFC 6347 4.2.4), never a new message (as for alerts,
+        # stale_epoch_alert).
+        stale = self._state is HandshakeState.ESTABLISHED and header.epoch < self._peer_epoch
         for fragment in fragments:
+            if stale and fragment.message_seq >= self._reassembler.next_message_seq:
+                self.stats["stale_epoch_handshake"] += 1
+                continue
             if fragment.msg_type == HandshakeType.finished and header.epoch == 0:
                 # RFC 5246 7.4.9: Finished is the first message under the new keys; an
                 # unprotected one is an injection attempt or garbage.
@@ -1239,6 +1248,11 @@ class Connection:
                 continue
             if fragment.fragment_offset != 0 or fragment.fragment_length != fragment.length:
                 self.stats["fragmented_client_hello"] += 1
+                continue
+            if fragment.message_seq > MAX_CLIENT_HELLO_MESSAGE_SEQ:
+                # 0, or 1 after a HelloVerifyRequest (RFC 6347 4.2.2); a few more after
+                # repeated ones.  Near 2^16 our own message_seq would overflow (no wrap).
+                self.stats["client_hello_message_seq"] += 1
                 continue
             body = bytes(fragment.body)
             try:

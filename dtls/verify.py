@@ -16,13 +16,17 @@ it (bad_certificate, unknown_ca, certificate_expired), and whose message says wh
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
+import threading
 from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
 from typing import Literal, Protocol
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
@@ -52,14 +56,21 @@ def fingerprint_sha256(cert: bytes | x509.Certificate) -> bytes:
     return hashlib.sha256(der).digest()
 
 
+PARSE_ERRORS = (ValueError, KeyError, TypeError, x509.InvalidVersion, x509.DuplicateExtension,
+                UnsupportedAlgorithm)
+"""What cryptography raises on malformed certificate bytes (parsing is partly lazy)."""
+
+
 def load_leaf(chain: Sequence[bytes]) -> x509.Certificate:
     """The sender's certificate (first in the list, RFC 5246 7.4.2), parsed."""
     if not chain:
         raise BadCertificate("the peer sent no certificate")
     try:
-        return x509.load_der_x509_certificate(chain[0])
-    except ValueError as exc:
+        leaf = x509.load_der_x509_certificate(chain[0])
+        leaf.public_key()  # parsed lazily: an unusable key must fail here, as an alert
+    except PARSE_ERRORS as exc:
         raise BadCertificate(f"the peer certificate does not parse: {exc}") from None
+    return leaf
 
 
 class CertificateVerifier(Protocol):
@@ -115,10 +126,15 @@ class CaVerifier:
         self._store = Store(list(self.roots))
 
     def verify(self, chain: Sequence[bytes], server_name: str | None) -> x509.Certificate:
+        key = (self.roots, self.peer, self.check_hostname,
+               server_name if self.check_hostname else None, tuple(bytes(c) for c in chain))
+        leaf = _VERIFIED.get(key)
+        if leaf is not None:
+            return leaf
         leaf = load_leaf(chain)
         try:
             intermediates = [x509.load_der_x509_certificate(c) for c in chain[1:]]
-        except ValueError as exc:
+        except PARSE_ERRORS as exc:
             raise BadCertificate(f"an intermediate certificate does not parse: {exc}") from None
         builder = PolicyBuilder().store(self._store)
         try:
@@ -134,7 +150,62 @@ class CaVerifier:
                 builder.build_server_verifier(subject).verify(leaf, intermediates)
         except VerificationError as exc:
             raise _classify(str(exc)) from None
+        except PARSE_ERRORS as exc:  # malformed fields found while verifying
+            raise BadCertificate(f"the peer certificate does not parse: {exc}") from None
+        _VERIFIED.put(key, leaf, [leaf, *intermediates, *self.roots])
         return leaf
+
+
+class _VerifiedChains:
+    """Chains that passed `CaVerifier.verify`, so that a peer seen again (a client that
+    reconnects to its server, a server whose clients share a certificate) costs a dict
+    lookup instead of path validation (~50 us of native code, one of the largest costs of
+    a full handshake).
+
+    The answer is the same as validating again: the key holds everything validation looks
+    at (the exact DER of the chain, the roots, the profile, the name) except the time, and
+    an entry is used only while the time is within the validity of every certificate that
+    could be on the path (the chain's and the roots'), so no expiry can be missed.  Only
+    successes are kept.  Bounded: the oldest entry goes first.  Shared by all verifiers,
+    because a configuration builds one per connection; a lock keeps it consistent across
+    threads.
+    """
+
+    MAX_ENTRIES = 64
+
+    def __init__(self) -> None:
+        self._entries: dict[object, tuple[x509.Certificate, datetime, datetime]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: object) -> x509.Certificate | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        leaf, not_before, not_after = entry
+        if not not_before <= datetime.now(timezone.utc) <= not_after:
+            with self._lock:
+                self._entries.pop(key, None)
+            return None
+        return leaf
+
+    def put(self, key: object, leaf: x509.Certificate,
+            certificates: Iterable[x509.Certificate]) -> None:
+        certificates = list(certificates)
+        not_before = max(c.not_valid_before_utc for c in certificates)
+        not_after = min(c.not_valid_after_utc for c in certificates)
+        if not not_before <= datetime.now(timezone.utc) <= not_after:
+            return  # some certificate is outside its validity: nothing to reuse
+        with self._lock:
+            if key not in self._entries and len(self._entries) >= self.MAX_ENTRIES:
+                del self._entries[next(iter(self._entries))]
+            self._entries[key] = (leaf, not_before, not_after)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+_VERIFIED = _VerifiedChains()
 
 
 def _own_name(leaf: x509.Certificate) -> x509.DNSName | x509.IPAddress:
@@ -148,7 +219,11 @@ def _own_name(leaf: x509.Certificate) -> x509.DNSName | x509.IPAddress:
     raise BadCertificate("server certificate has no DNS or IP subjectAltName")
 
 
+@functools.lru_cache(maxsize=64)
 def _subject(name: str) -> x509.DNSName | x509.IPAddress:
+    """The general name to check `name` against.  Cached (bounded; the names are immutable):
+    a client checks the same configured server_name on every handshake, and telling a host
+    name from an IP literal costs a failed ipaddress parse."""
     try:
         return x509.IPAddress(ipaddress.ip_address(name))
     except ValueError:
