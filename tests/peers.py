@@ -688,6 +688,9 @@ class Peer:
                                   ems=self.ems, key_type=self.key_type(), role=self.role)
 
     def start(self) -> Peer:
+        if self.proc is not None and not self._stopped:
+            # A second process would replace self.proc and outlive stop().
+            raise RuntimeError(f"{self.describe()} is already started")
         reason = self.unavailable()
         if reason:
             raise PeerUnavailable(f"{self.implementation} {self.role}: {reason}")

@@ -193,8 +193,7 @@ def test_openssl_s_client_against_cli_server(cert_server: CliServer,
 
     client = OpenSSLClient(suite=SUITE, port=cert_server.port, ca=pki["cert"],
                            server_name="localhost", trace=False)
-    with client:
-        client.start()
+    with client:  # __enter__ starts it
         info = client.wait_handshake()
         # openssl prints "Verification: OK" after the summary; under load it can come late.
         client.wait_for(lambda: info.verified is not None, "openssl's verification line", 10)
@@ -211,8 +210,7 @@ def test_cli_client_against_openssl_s_server(pki: dict[str, str]) -> None:
     from peers import OpenSSLServer
 
     server = OpenSSLServer(suite=SUITE, cert=(pki["cert"], pki["key"]), echo=True)
-    with server:
-        server.start()
+    with server:  # __enter__ starts it
         result = run_client(f"127.0.0.1:{server.port}", "--ca", pki["cert"],
                             "--servername", "localhost", stdin=b"hello openssl\n")
         err = result.stderr.decode()
@@ -231,8 +229,7 @@ def test_cli_client_psk_against_openssl_s_server() -> None:
         pytest.skip(f"openssl unavailable: {reason}")
     identity, key = parse_psk(PSK_ARG)
     server = OpenSSLServer(suite=psk_suite, psk=(identity.decode(), key), echo=True)
-    with server:
-        server.start()
+    with server:  # __enter__ starts it
         result = run_client(f"127.0.0.1:{server.port}", "--psk", PSK_ARG,
                             "--ciphers", psk_suite, stdin=b"psk line\n")
         err = result.stderr.decode()
