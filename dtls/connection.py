@@ -176,6 +176,7 @@ _CHANGE_CIPHER_SPEC = b"\x01"  # RFC 5246 7.1
 _APPLICATION_DATA_TYPE = bytes((ContentType.APPLICATION_DATA,))
 MAX_QUEUED_DATAGRAMS = 256
 _DATAGRAM_FALLBACK = (1200, 508, 256)  # see Connection._shrink_datagrams
+_RECORD_OVERHEAD: dict[Any, int] = {}  # Protection -> worst-case record overhead
 MAX_HELLO_VERIFY_REQUESTS = 3
 MAX_NEW_EPOCH_FAILURES = 3
 MAX_CLIENT_HELLO_MESSAGE_SEQ = 16
@@ -270,7 +271,6 @@ class Connection:
         "_read_states",
         "_reassembler",
         "_reassembly_poisoned",
-        "_record_overhead_cache",
         "_resumed",
         "_retransmit_requested",
         "_send_message_seq",
@@ -697,21 +697,17 @@ class Connection:
         size, so the maximum over one block's worth of lengths covers every length.
         """
         protection = self._write_states[hint.epoch].protection
-        # Called for every piece of every flight (and again on each retransmission), so
-        # the answer is kept per epoch, for as long as that epoch's protection is the same.
-        try:
-            cache = self._record_overhead_cache
-        except AttributeError:  # the first flight: the slot is filled on first use
-            cache = {}
-            self._record_overhead_cache: dict[int, tuple[object, int]] = cache
-        cached = cache.get(hint.epoch)
-        if cached is not None and cached[0] is protection:
-            return cached[1]
-        if protection.is_cbc:
-            overhead = max(int(protection.record_length(n)) - n for n in range(BLOCK_LEN))
-        else:
-            overhead = int(protection.record_length(0))
-        cache[hint.epoch] = (protection, overhead)
+        # Called for every piece of every flight (and again on each retransmission):
+        # cached per Protection (a frozen value; there are a few dozen at most), shared by
+        # all connections, so an idle session holds no cache of its own.
+        overhead = _RECORD_OVERHEAD.get(protection)
+        if overhead is None:
+            if protection.is_cbc:
+                overhead = max(int(protection.record_length(n)) - n for n in range(BLOCK_LEN))
+            else:
+                overhead = int(protection.record_length(0))
+            if len(_RECORD_OVERHEAD) < 256:
+                _RECORD_OVERHEAD[protection] = overhead
         return overhead
 
     def _shrink_datagrams(self) -> None:
