@@ -31,6 +31,8 @@ import asyncio
 import dataclasses
 import logging
 import math
+import os
+import socket
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
@@ -45,6 +47,15 @@ from .events import ApplicationData, ConnectionTerminated, Event, HandshakeCompl
 from .recordbase import MAX_PLAINTEXT
 from .server import DtlsServer, ServerEvent, ServerLimits, Session
 from .suites import CipherSuite
+
+_APPLICATION_DATA = 23
+
+try:  # batched sends exist only with the C record layer
+    from . import _cudpio
+    from ._crecord import CipherState as _CCipherState
+except ImportError:  # pragma: no cover - exercised by the no-compiler CI install
+    _cudpio = None  # type: ignore[assignment]
+    _CCipherState = None  # type: ignore[assignment,misc]
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -197,6 +208,7 @@ class _ClientProtocol(asyncio.DatagramProtocol):
     def __init__(self) -> None:
         self.client: DtlsClient | None = None
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.raw: socket.socket | None = None  # a dup of the transport's socket, see below
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
         if self.client is not None:
@@ -208,6 +220,9 @@ class _ClientProtocol(asyncio.DatagramProtocol):
             self.client.connection.stats["icmp_error"] += 1
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.raw is not None:
+            self.raw.close()
+            self.raw = None
         if not self.lost.done():
             self.lost.set_result(None)
         if self.client is not None:
@@ -268,8 +283,35 @@ class DtlsClient(_Association):
         self._service()
 
     def _transmit_many(self, payloads: Sequence[bytes | bytearray | memoryview]) -> None:
-        self.connection.send_many(payloads)
+        sent = self._seal_send(payloads)
+        if sent < len(payloads):
+            self.connection.send_many(payloads[sent:] if sent else payloads)
         self._service()
+
+    def _seal_send(self, payloads: Sequence[bytes | bytearray | memoryview]) -> int:
+        """With the C record layer and nothing buffered in the transport: seal the batch
+        and send it in one C call (GSO/sendmmsg) on the transport's socket; returns how
+        many went out (the rest take the transport's path, in order after these)."""
+        states = self.connection.application_states()
+        transport = self._transport
+        if _cudpio is None or states is None or type(states[1]) is not _CCipherState \
+                or transport.is_closing() \
+                or getattr(transport, "get_write_buffer_size", lambda: 1)():
+            return 0
+        raw = self._protocol.raw
+        if raw is None:
+            tsock = transport.get_extra_info("socket")
+            if tsock is None or tsock.family not in (socket.AF_INET, socket.AF_INET6):
+                return 0
+            # The transport's TransportSocket cannot be weak-referenced (our per-socket
+            # capability cache needs that): a dup of the fd shares its file description
+            # (non-blocking, connected) and is closed when the transport goes.
+            raw = self._protocol.raw = socket.socket(fileno=os.dup(tsock.fileno()))
+        try:
+            return _cudpio.seal_send(states[1], raw, _APPLICATION_DATA, payloads)
+        except ConnectionRefusedError:  # ICMP from an earlier datagram: this batch is lost
+            self.connection.stats["send_failed"] += 1
+            return len(payloads)
 
     def _datagram_received(self, data: bytes, addr: Address) -> None:
         self.connection.receive_datagram(data, addr, self._loop.time())
