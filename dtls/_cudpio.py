@@ -34,7 +34,7 @@ import sys
 import threading
 import weakref
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from enum import IntEnum, IntFlag
 from typing import Any
 
@@ -71,8 +71,8 @@ _OS_BASE = lib.DTLS_ERR_OS_BASE
 _WOULD_BLOCK = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS})
 _RECORD_SLOT = MAX_FRAGMENT + lib.DTLS_HEADER_LEN  # the largest record a datagram can carry
 _GRO_SLOT = 65535                                  # a coalesced GRO buffer is up to this
-_caps: weakref.WeakKeyDictionary[socket.socket, tuple[int, UdpCaps]] = (
-    weakref.WeakKeyDictionary())
+_CapsEntry = tuple[int, UdpCaps, SendMode, SendMode, int]
+_caps: weakref.WeakKeyDictionary[socket.socket, _CapsEntry] = weakref.WeakKeyDictionary()
 _local = threading.local()
 
 
@@ -155,12 +155,30 @@ def udp_caps(sock: socket.socket) -> UdpCaps:
     hit = _caps.get(sock)
     if hit is not None and hit[0] == fd:
         return hit[1]
+    return _detect(sock, fd)[1]
+
+
+def _detect(sock: socket.socket, fd: int) -> _CapsEntry:
+    """Detect and cache sock's caps with the defaults derived from them (plain values: the
+    IntFlag arithmetic costs a microsecond, too much per batch)."""
     r = lib.dtls_udp_caps(fd)
     if r < 0:
         raise _os_error(r)
     caps = UdpCaps(r)
-    _caps[sock] = (fd, caps)
-    return caps
+    recv_mode = SendMode.MMSG if r & lib.DTLS_UDP_CAP_RECVMMSG else SendMode.PLAIN
+    slot = _GRO_SLOT if r & lib.DTLS_UDP_CAP_GRO_ON else _RECORD_SLOT
+    entry = (fd, caps, best_send_mode(caps), recv_mode, slot)
+    _caps[sock] = entry
+    return entry
+
+
+def _cached(sock: socket.socket) -> _CapsEntry:
+    """sock's cache entry: (fd, caps, best send mode, default receive mode, default slot)."""
+    fd = _fd(sock)
+    hit = _caps.get(sock)
+    if hit is not None and hit[0] == fd:
+        return hit
+    return _detect(sock, fd)
 
 
 def set_gro(sock: socket.socket, on: bool = True) -> None:
@@ -216,24 +234,24 @@ def _seal_send(state: CipherState, sock: socket.socket, content_type: int,
     if n == 0:
         return 0
     s = _scratch()
-    s.len_arrays(n)
-    lens = s.lens
     try:
-        for i, p in enumerate(payloads):
-            lens[i] = len(p)
+        lens = array("I", map(len, payloads))  # one C loop, not a cffi store per payload
     except OverflowError:
         raise ValueError("payloads must be at most 2^14 bytes") from None
     data = b"".join(payloads)
     cap = len(data) + n * lib.DTLS_MAX_OVERHEAD
     out = s.out_space(cap)
+    if n > s.lens_cap:
+        s.len_arrays(n)
+    c_lens = ffi.from_buffer("uint32_t[]", lens)
     while True:
         try:
             if addr is None:
-                r = lib.dtls_seal_send(state._st, fd, content_type, data, lens, n, int(mode),
-                                       out, cap, s.out_lens)
+                r = lib.dtls_seal_send(state._st, fd, content_type, data, c_lens, n,
+                                       mode, out, cap, s.out_lens)
             else:
-                r = lib.dtls_seal_sendto(state._st, fd, content_type, data, lens, n, int(mode),
-                                         out, cap, s.out_lens, addr, len(addr))
+                r = lib.dtls_seal_sendto(state._st, fd, content_type, data, c_lens, n,
+                                         mode, out, cap, s.out_lens, addr, len(addr))
         except OverflowError:
             raise ValueError("content_type must be 0..255") from None
         if r >= 0:
@@ -248,9 +266,9 @@ def _seal_send(state: CipherState, sock: socket.socket, content_type: int,
 
 
 def _send_mode(sock: socket.socket, mode: SendMode | None) -> SendMode:
-    caps = udp_caps(sock)
     if mode is None:
-        return best_send_mode(caps)
+        return _cached(sock)[2]
+    caps = udp_caps(sock)
     if caps & _SEND_NEEDS[mode] != _SEND_NEEDS[mode]:
         # Checked here, not left to the kernel: an AF_UNIX socket, say, would ignore the
         # UDP_SEGMENT cmsg and send one datagram holding the whole run.
@@ -296,7 +314,7 @@ def _recv(state: CipherState, sock: socket.socket, max_datagrams: int,
     res_cap = cap // lib.DTLS_HEADER_LEN + 2 * max_datagrams
     res = s.results(res_cap)
     while True:
-        n = lib.dtls_recv_open(state._st, fd, int(mode), buf, cap, slot, max_datagrams, out,
+        n = lib.dtls_recv_open(state._st, fd, mode, buf, cap, slot, max_datagrams, out,
                                s.out_cap, res, res_cap, s.ndgrams, s.dropped)
         if n >= 0:
             return s, int(n)
@@ -311,6 +329,9 @@ def _recv_geometry(sock: socket.socket, max_datagrams: int, mode: SendMode | Non
     """Check receive arguments: (fd, receive mode, slot bytes per datagram, caps)."""
     if not 1 <= max_datagrams <= 1024:
         raise ValueError("max_datagrams must be 1..1024")
+    if mode is None and datagram_size is None:  # the common case, from the cache
+        fd, caps, _, rmode, slot = _cached(sock)
+        return fd, rmode, slot, caps
     fd = _fd(sock)
     caps = udp_caps(sock)
     if mode is None:
@@ -415,6 +436,14 @@ class PayloadView:
             off = sp[j]
             yield buf[off : off + sp[j + 1]]
 
+    def _copies(self, limit: int | None = None) -> list[bytes]:
+        """bytes copies of the first `limit` payloads (all by default), in order: what
+        outlives the view.  Cheaper than [bytes(p) for p in view]."""
+        n = self._n if limit is None else max(0, min(limit, self._n))
+        buf = self._buf
+        it = iter(self._spans[0 : 2 * n].tolist())
+        return [buf[off : off + size].tobytes() for off, size in zip(it, it)]
+
     def __repr__(self) -> str:
         refused = {k.name: v for k, v in self.refused.items()}
         return (f"PayloadView({self._n} payloads, datagrams={self.datagrams}, "
@@ -448,6 +477,10 @@ def _view_scratch() -> _ViewScratch:
         return v
 
 
+_COUNTS_SIZE = 4 * lib.DTLS_STATUS_SLOTS
+_ZERO_COUNTS = bytes(_COUNTS_SIZE)
+
+
 def recv_payloads(state: CipherState, sock: socket.socket, max_datagrams: int = 32,
                   mode: SendMode | None = None,
                   datagram_size: int | None = None) -> PayloadView:
@@ -459,10 +492,62 @@ def recv_payloads(state: CipherState, sock: socket.socket, max_datagrams: int = 
     PayloadView); an empty view means nothing was pending on a non-blocking socket.
     """
     s, n = _recv(state, sock, max_datagrams, mode, datagram_size, "recv_payloads")
+    return _payload_view(s, n)
+
+
+def payload_receiver(state: CipherState, sock: socket.socket,
+                     max_datagrams: int = 32) -> Callable[[], PayloadView]:
+    """recv_payloads(state, sock, max_datagrams) with the default mode and slot, the
+    arguments checked and the geometry worked out once, now: receive() -> the thread's
+    PayloadView, exactly as recv_payloads gives it.  For a socket that receives many
+    batches; make a new one after set_gro (the slot follows GRO)."""
+    if type(state) is not CipherState:
+        raise TypeError("payload_receiver needs the C record layer's CipherState")
+    fd, mode, slot, _ = _recv_geometry(sock, max_datagrams, None, None)
+    if mode == SendMode.PLAIN:
+        max_datagrams = 1
+    cap = slot * max_datagrams
+    res_cap = cap // lib.DTLS_HEADER_LEN + 2 * max_datagrams
+    st, recv_open = state._st, lib.dtls_recv_open
+
+    def receive() -> PayloadView:
+        if sock.fileno() != fd:
+            raise OSError(errno.EBADF, "socket is closed")
+        try:
+            s = _local.scratch
+        except AttributeError:
+            s = _scratch()
+        if s.in_cap < cap or s.out_cap < cap or s.res_cap < res_cap:
+            s.in_space(cap)
+            s.out_space(cap)
+            s.results(res_cap)
+        while True:
+            n = recv_open(st, fd, mode, s.in_buf, cap, slot, max_datagrams, s.out, s.out_cap,
+                          s.res, res_cap, s.ndgrams, s.dropped)
+            if n >= 0:
+                return _payload_view(s, n)
+            if n > _OS_BASE:
+                _raise(n)
+            if _OS_BASE - n != errno.EINTR:
+                raise _os_error(n)
+
+    return receive
+
+
+def _payload_view(s: _Scratch, n: int) -> PayloadView:
+    """The thread's PayloadView over the n results of a receive in scratch s."""
+    if n == 0:  # nothing pending (or only empty datagrams): no records to compact
+        view = _view_scratch().view
+        view._n = 0
+        view.datagrams = int(s.ndgrams[0])
+        view.dropped = int(s.dropped[0])
+        view.refused = _NO_REFUSALS
+        view.others = []
+        return view
     v = _view_scratch()
     v.space(n)
     counts = v.counts
-    ffi.memmove(counts, bytes(4 * lib.DTLS_STATUS_SLOTS), 4 * lib.DTLS_STATUS_SLOTS)
+    ffi.memmove(counts, _ZERO_COUNTS, _COUNTS_SIZE)
     k = lib.dtls_compact_results(s.res, n, _APPLICATION_DATA, v.spans, counts, v.others,
                                  v.nothers)
     view = v.view
@@ -787,6 +872,37 @@ def seal_send_one(state: CipherState, sock: socket.socket, content_type: int,
     if r >= 0:
         return 1
     return _send_one_failed(state, sock, content_type, data, r)
+
+
+def one_sender(state: CipherState, sock: socket.socket,
+               content_type: int = _APPLICATION_DATA) -> Callable[[Buffer], int]:
+    """seal_send_one bound to (state, sock, content_type): send(data) -> 1 sent, 0 would
+    block, with seal_send_one's errors.  The lean per-record path of a connected socket
+    that sends many records: the fd is taken now and the output buffer is the sender's own
+    (no per-thread lookup), so calls must not overlap (the caller serializes them, as it
+    must anyway for one CipherState) and sock must stay open while the sender is used."""
+    if type(state) is not CipherState:
+        raise TypeError("one_sender needs the C record layer's CipherState")
+    if not isinstance(content_type, int):
+        raise TypeError("content_type must be an int")
+    if not 0 <= content_type <= 255:
+        raise ValueError("content_type must be 0..255")
+    content_type = int(content_type)
+    st, fd = state._st, _fd(sock)
+    out = ffi.new("uint8_t[]", _SENDER_CAP)
+    send_one, from_buffer = _send_one, ffi.from_buffer
+
+    def send(data: Buffer) -> int:
+        r = send_one(st, fd, content_type, data if type(data) is bytes else from_buffer(data),
+                     len(data), out, _SENDER_CAP)
+        if r >= 0:
+            return 1
+        return _send_one_failed(state, sock, content_type, data, r)
+
+    return send
+
+
+_SENDER_CAP = MAX_FRAGMENT + lib.DTLS_MAX_OVERHEAD  # any record of a payload <= 2^14 bytes
 
 
 def _one_args(state: Any, content_type: Any) -> None:

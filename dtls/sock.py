@@ -115,8 +115,11 @@ class DtlsSocket:
         self._closed = False
         # A server socket is unconnected until its client proves its address.
         self._connected = connection.is_client or connection.peer_address is not None
-        # (read, write) C cipher states once established: the batched socket path.
-        self._fast: tuple[Any, Any] | None = None
+        # (read, write, sender, receiver) once established: the C cipher states of the
+        # batched socket path, the write state's bound one-record sender
+        # (_cudpio.one_sender) and the read state's bound receiver of _BATCH datagrams
+        # (_cudpio.payload_receiver).
+        self._fast: tuple[Any, Any, Callable[[Any], int], Callable[[], Any]] | None = None
         self._poll_in: Any = None
         self._poll_out: Any = None
         self._gro = _GRO_DEFAULT
@@ -174,20 +177,27 @@ class DtlsSocket:
     def send(self, data: bytes | bytearray | memoryview) -> int:
         """Send `data` as one record in one datagram; returns len(data)."""
         fast = self._fast
-        if fast is not None and len(data) <= MAX_PLAINTEXT:
-            # The established C path, kept short: one C call seals and sends.  _fast is
-            # cleared (under the lock) when the connection ends or the socket closes.
-            with self._lock:
+        n = len(data)
+        if fast is not None and n <= MAX_PLAINTEXT:
+            # The established C path, kept short: one C call seals and sends (fast[2], the
+            # socket's own sender: fd and output buffer bound, used under the lock).  _fast
+            # is cleared (under the lock) when the connection ends or the socket closes.
+            # acquire/try/release: half the cost of `with` on this per-record path.
+            lock = self._lock
+            lock.acquire()
+            try:
                 if self._fast is fast:
                     try:
-                        if _cudpio.seal_send_one(fast[1], self._sock, _APPLICATION_DATA, data):
-                            return len(data)
+                        if fast[2](data):
+                            return n
                     except ConnectionRefusedError:
                         self.connection.stats["send_failed"] += 1  # see _fast_send
-                        return len(data)
+                        return n
                     self._fast_send(fast[1], (data,))  # send buffer full: wait for room
-                    return len(data)
-        if len(data) > MAX_PLAINTEXT:
+                    return n
+            finally:
+                lock.release()
+        if n > MAX_PLAINTEXT:
             raise ValueError(f"{len(data)} bytes do not fit one DTLS record "
                              f"(at most {MAX_PLAINTEXT})")
         if self._fast is None:
@@ -201,7 +211,7 @@ class DtlsSocket:
                 self._flush()
             else:
                 try:
-                    sent = _cudpio.seal_send_one(fast[1], self._sock, _APPLICATION_DATA, data)
+                    sent = fast[2](data)
                 except ConnectionRefusedError:
                     self.connection.stats["send_failed"] += 1  # see _fast_send
                     return len(data)
@@ -217,10 +227,10 @@ class DtlsSocket:
 
         Returns len(payloads) once all are handed to the kernel, waiting for send-buffer
         space as a blocking send would (bounded by the socket timeout)."""
-        for data in payloads:
-            if len(data) > MAX_PLAINTEXT:
-                raise ValueError(f"{len(data)} bytes do not fit one DTLS record "
-                                 f"(at most {MAX_PLAINTEXT})")
+        if payloads and max(map(len, payloads)) > MAX_PLAINTEXT:
+            size = next(n for n in map(len, payloads) if n > MAX_PLAINTEXT)
+            raise ValueError(f"{size} bytes do not fit one DTLS record "
+                             f"(at most {MAX_PLAINTEXT})")
         if self._fast is None:
             self.do_handshake()
         with self._lock:
@@ -228,7 +238,14 @@ class DtlsSocket:
                 raise self._error()
             fast = self._fast
             if fast is not None:
-                self._fast_send(fast[1], payloads)
+                if len(payloads) == 1:  # the lean one-record sender: a third cheaper
+                    try:
+                        if not fast[2](payloads[0]):
+                            self._fast_send(fast[1], payloads)  # buffer full: wait for room
+                    except ConnectionRefusedError:
+                        self.connection.stats["send_failed"] += 1  # see _fast_send
+                else:
+                    self._fast_send(fast[1], payloads)
             else:
                 self.connection.send_many(payloads)
                 self._flush()
@@ -241,18 +258,22 @@ class DtlsSocket:
         if bufsize < 0:
             raise ValueError("negative buffersize in recv")
         inbox = self._inbox
-        if inbox:
-            return inbox.popleft()[:bufsize]
+        if not inbox:
+            self._fill()
+        return inbox.popleft()[:bufsize]
+
+    def _fill(self) -> None:
+        """Wait (per the socket timeout) until the inbox holds a payload, or raise."""
         if self._fast is None:
             self.do_handshake()
         if self._fast is not None:
             self._fast_fill(None)
         else:
             self._run(lambda: bool(self._inbox))
-        with self._lock:
-            if self._inbox:
-                return self._inbox.popleft()[:bufsize]
-        raise self._error()
+        if not self._inbox:
+            with self._lock:
+                if not self._inbox:
+                    raise self._error()
 
     def recv_many(self, max_datagrams: int = _BATCH) -> Any:
         """Every application payload available now, waiting (per the socket timeout) for
@@ -284,11 +305,26 @@ class DtlsSocket:
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         """`recv` into a writable buffer; returns the number of bytes stored."""
-        view = memoryview(buffer).cast("B")
-        size = nbytes or len(view)
-        data = self.recv(min(size, len(view)), flags)
-        view[:len(data)] = data
-        return len(data)
+        # Straight from the inbox (no recv call in between).  A bytearray's memoryview is
+        # bytes, 1-D already (the cast costs a third of the copy); anything else is cast.
+        view = memoryview(buffer) if type(buffer) is bytearray else memoryview(buffer).cast("B")
+        if flags:
+            raise ValueError("flags are not supported on a DTLS socket")
+        size = len(view)
+        if nbytes:
+            if nbytes < 0:
+                raise ValueError("negative buffersize in recv_into")
+            size = min(nbytes, size)
+        inbox = self._inbox
+        if not inbox:
+            self._fill()
+        data = inbox.popleft()
+        n = len(data)
+        if n > size:  # truncated, as UDP truncates
+            n = size
+            data = data[:n]
+        view[:n] = data
+        return n
 
     def forward_to(self, other: DtlsSocket, max_datagrams: int = _BATCH) -> int:
         """Relay: receive what has arrived (waiting, per this socket's timeout, for at least
@@ -533,7 +569,8 @@ class DtlsSocket:
                 _cudpio.set_gro(self._sock, True)
             except OSError:
                 pass
-        self._fast = states
+        self._fast = (states[0], states[1], _cudpio.one_sender(states[1], self._sock),
+                      _cudpio.payload_receiver(states[0], self._sock, _BATCH))
 
     def _deadline(self) -> float | None:
         return None if self._timeout is None else time.monotonic() + self._timeout
@@ -552,77 +589,109 @@ class DtlsSocket:
 
     def _fast_send(self, state: Any, payloads: Sequence[Any]) -> None:
         """seal_send until all are out (caller holds the lock)."""
+        try:
+            k = _cudpio.seal_send(state, self._sock, _APPLICATION_DATA, payloads)
+        except ConnectionRefusedError:
+            # ICMP port unreachable from an earlier datagram: this batch is lost, as it
+            # would be on UDP (the kernel reported the error instead of sending).
+            self.connection.stats["send_failed"] += 1
+            return
+        n = len(payloads)
+        if k < n:  # the send buffer is full: wait for room (the deadline starts now)
+            self._fast_send_rest(state, payloads, k, n)
+
+    def _fast_send_rest(self, state: Any, payloads: Sequence[Any], sent: int, n: int) -> None:
+        """The rest of _fast_send once a seal_send sent only `sent` of `n`: retry at once
+        after progress, else wait for room (bounded by the socket timeout)."""
         deadline = self._deadline()
-        sent, n = 0, len(payloads)
-        while sent < n:
-            rest = payloads if sent == 0 else payloads[sent:]
-            try:
-                k = _cudpio.seal_send(state, self._sock, _APPLICATION_DATA, rest)
-            except ConnectionRefusedError:
-                # ICMP port unreachable from an earlier datagram: this batch is lost, as
-                # it would be on UDP (the kernel reported the error instead of sending).
-                self.connection.stats["send_failed"] += 1
-                return
-            sent += k
-            if sent < n and k == 0:
+        k = sent
+        while True:
+            if k == 0:
                 if deadline is not None and time.monotonic() >= deadline:
                     if self._timeout == 0:
                         raise BlockingIOError("the socket's send buffer is full")
                     raise TimeoutError("timed out")
                 self._wait(self._poll_out, deadline, None)
+            try:
+                k = _cudpio.seal_send(state, self._sock, _APPLICATION_DATA, payloads[sent:])
+            except ConnectionRefusedError:
+                self.connection.stats["send_failed"] += 1
+                return
+            sent += k
+            if sent >= n:
+                return
 
     def _fast_fill(self, max_datagrams: int | None) -> Any:
         """Receive on the batched path until a payload arrives (or the connection ends, or
         the socket timeout passes).  With max_datagrams None, payloads go to the inbox
         (copied) and None is returned; otherwise the PayloadView, when it holds any."""
-        deadline = self._deadline()
-        read = self._fast[0] if self._fast is not None else None
-        tried = False
-        while read is not None and self._fast is not None:
+        fast = self._fast
+        if fast is None:
+            return None
+        batch = max_datagrams or _BATCH
+        if batch == _BATCH:
+            receive = fast[3]  # the bound receiver: geometry worked out once
+        else:
+            read, sock = fast[0], self._sock
+
+            def receive() -> Any:
+                return _cudpio.recv_payloads(read, sock, batch)
+        deadline: float | None = None
+        waited = False
+        while self._fast is not None:
             try:
-                view = _cudpio.recv_payloads(read, self._sock, max_datagrams or _BATCH)
+                view = receive()
             except ConnectionRefusedError:
                 self.connection.stats["icmp_refused"] += 1
                 view = None
-            if view is not None and (len(view) or view.others or view.refused):
-                addr = self.connection.peer_address
+            if view is not None and (view._n or view.others or view.refused):
                 if view.others or view.refused:
                     with self._lock:
                         self.connection.receive_opened(
-                            view.others, addr, time.monotonic(),
-                            application_data=len(view), refused=view.refused)
+                            view.others, self.connection.peer_address, time.monotonic(),
+                            application_data=view._n, refused=view.refused)
                         self._flush()
                         self._drain_events()
                 elif self.connection.holding_final_flight:
                     with self._lock:
-                        self.connection.receive_opened((), addr, time.monotonic(),
-                                                       application_data=len(view))
-                if len(view):
-                    if max_datagrams is not None and not self._inbox:
-                        return view
+                        self.connection.receive_opened((), self.connection.peer_address,
+                                                       time.monotonic(),
+                                                       application_data=view._n)
+                k = view._n
+                if k:
                     inbox = self._inbox
+                    if max_datagrams is not None and not inbox:
+                        return view
                     room = MAX_INBOX - len(inbox)
-                    if len(view) > room:
-                        self.connection.stats["inbox_full"] += len(view) - max(room, 0)
-                    inbox.extend(bytes(p) for i, p in zip(range(max(room, 0)), view))
+                    if k > room:
+                        self.connection.stats["inbox_full"] += k - max(room, 0)
+                    inbox.extend(view._copies(room))
                 if self._inbox or self._terminated is not None:
                     return None
                 continue
             if self._terminated is not None:
                 return None
-            with self._lock:
-                timer = self.connection.get_timer()
-                now = time.monotonic()
-                if timer is not None and now >= timer:
-                    self.connection.handle_timer(now)
-                    self._flush()
-                    self._drain_events()
-                    continue
-            if deadline is not None and tried and time.monotonic() >= deadline:
+            # The timer is read without the lock (a read; the lock is taken only to act).
+            timer = self.connection.get_timer()
+            now = time.monotonic()
+            if timer is not None and now >= timer:
+                with self._lock:
+                    timer = self.connection.get_timer()
+                    if timer is not None and now >= timer:
+                        self.connection.handle_timer(now)
+                        self._flush()
+                        self._drain_events()
+                continue
+            # Nothing pending after a receive: the deadline counts from the first such
+            # (timeout 0 never polls: that receive was the non-blocking attempt).
+            if not waited:
                 if self._timeout == 0:
                     raise BlockingIOError("no DTLS data available")
+                if self._timeout is not None:
+                    deadline = now + self._timeout
+            elif deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError("timed out")
-            tried = True
+            waited = True
             self._wait(self._poll_in, deadline, timer)
         return None
 

@@ -11,6 +11,7 @@ import select
 import socket
 import threading
 import time
+from array import array
 
 import pytest
 from dtls_testing import free_udp_port
@@ -85,6 +86,23 @@ def test_recv_into_and_truncation() -> None:
         assert sock.recv(3) == b"abc"  # as UDP: the rest of the datagram is discarded
         sock.send(b"ghi")
         assert sock.recv(100) == b"ghi"
+        sock.send(b"abcdef")  # nbytes and the buffer's size both truncate
+        assert sock.recv_into(buffer, 4) == 4 and buffer[:6] == b"abcdef"
+        sock.send(b"uvwxyz")
+        assert sock.recv_into(buffer, 100) == 6 and buffer[:6] == b"uvwxyz"
+        small = bytearray(2)
+        sock.send(b"klm")
+        assert sock.recv_into(small) == 2 and small == b"kl"
+        words = array("H", [0] * 4)  # any writable buffer: stored as bytes
+        sock.send(b"\x01\x00\x02\x00\x03")
+        assert sock.recv_into(words) == 5 and list(words[:2]) == [1, 2]
+        mv = memoryview(bytearray(8))[2:]
+        sock.send(b"nop")
+        assert sock.recv_into(mv) == 3 and mv[:3] == b"nop"
+        with pytest.raises(ValueError):
+            sock.recv_into(buffer, -1)
+        with pytest.raises(ValueError):
+            sock.recv_into(buffer, 0, 1)
 
 
 def test_send_over_one_record_raises_value_error() -> None:

@@ -659,3 +659,72 @@ def test_cdef_matches_udpio_header() -> None:
                  "DTLS_RELAY_ERRNO", "DTLS_RELAY_INFO", "DTLS_STATUS_SLOTS", "DTLS_ERR_OS_BASE",
                  "DTLS_UDP_GSO", "DTLS_GSO_MAX_BYTES"):
         assert getattr(lib, name) == defines[name], name
+
+
+# ---- the bound one-record sender and batch receiver (DtlsSocket's established path) ----------
+
+
+def test_one_sender_equals_seal_send_one() -> None:
+    x, y = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with x, y:
+        y.setblocking(False)
+        seal, twin, opener = state(), state(), state()
+        send = _cudpio.one_sender(seal, x)
+        for p in [b"", b"a", bytes(16384), bytearray(b"ba"), memoryview(b"mv")]:
+            assert send(p) == 1
+            assert y.recv(20000) == twin.seal(23, bytes(p))  # byte-identical records
+        assert seal.next_seq == 5
+        with pytest.raises(ValueError):
+            send(bytes(16385))
+        assert seal.next_seq == 5
+        x.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1)
+        x.setblocking(False)
+        sent = 0
+        for _ in range(10_000):
+            if not send(b"z" * 1000):
+                break
+            sent += 1
+        else:
+            pytest.fail("the socket never filled up")
+        assert seal.next_seq == 5 + sent  # the unsent record gave its seq back
+        seqs = []
+        while (r := _cudpio.recv_open_one(opener, y)) is not None:
+            seqs.append(r.seq)  # type: ignore[union-attr]
+        assert seqs == list(range(5, 5 + sent))
+        with pytest.raises(ValueError):
+            _cudpio.one_sender(seal, x, 256)
+        with pytest.raises(TypeError):
+            from dtls import _pyrecord
+            py: Any = _pyrecord.CipherState(GCM, epoch=1, key=bytes(16), fixed_iv=bytes(4))
+            _cudpio.one_sender(py, x)
+
+
+def test_payload_receiver_equals_recv_payloads() -> None:
+    a, b = udp(socket.AF_INET, "127.0.0.1"), udp(socket.AF_INET, "127.0.0.1")
+    with a, b:
+        a.connect(b.getsockname())
+        b.connect(a.getsockname())
+        seal, opener = state(), state()
+        receive = _cudpio.payload_receiver(opener, b, 8)
+        assert len(receive()) == 0 and receive().datagrams == 0  # nothing pending
+        payloads = [bytes([i]) * (i * 37) for i in range(20)]
+        for p in payloads:
+            a.send(seal.seal(23, p))
+        a.send(seal.seal(21, b"\x01\x00"))  # an alert: handed back in others
+        got: list[bytes] = []
+        others = []
+        deadline = time.monotonic() + 2
+        while (len(got) < len(payloads) or not others) and time.monotonic() < deadline:
+            view = receive()
+            assert view.datagrams <= 8
+            copies = view._copies()
+            assert copies == [bytes(p) for p in view]
+            assert view._copies(2) == copies[:2]
+            got.extend(copies)
+            others.extend(view.others)
+        assert got == payloads
+        assert [(r.content_type, bytes(r.payload)) for r in others] == [(21, b"\x01\x00")]
+    with pytest.raises(OSError):
+        receive()  # the socket is closed
+    with pytest.raises(TypeError):
+        _cudpio.payload_receiver(object(), b)  # type: ignore[arg-type]
