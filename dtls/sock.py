@@ -562,15 +562,25 @@ class DtlsSocket:
         self._poll_in.register(fd, select.POLLIN)
         self._poll_out.register(fd, select.POLLOUT)
         self._sock.setblocking(False)  # waits happen in poll, with timers and deadlines
-        if _cudpio.udp_caps(self._sock) & _cudpio.UdpCaps.GRO and self._gro:
-            # A GSO sender's runs arrive as one buffer per run: one recvmmsg slot holds up
-            # to 64 records (the C side splits them).  Costs 64 KiB of scratch per slot.
-            try:
-                _cudpio.set_gro(self._sock, True)
-            except OSError:
-                pass
         self._fast = (states[0], states[1], _cudpio.one_sender(states[1], self._sock),
                       _cudpio.payload_receiver(states[0], self._sock, _BATCH))
+
+    def _enable_gro(self) -> None:
+        """UDP GRO, on the first receive of the fast path (not at handshake time: the first
+        GRO socket in a process flips a kernel switch, ~45 us, which a client that only
+        sends should not pay).  A GSO sender's runs then arrive as one buffer per run: one
+        recvmmsg slot holds up to 64 records (the C side splits them), at 64 KiB of
+        scratch per slot."""
+        self._gro = False  # once
+        fast = self._fast
+        if fast is None or not _cudpio.udp_caps(self._sock) & _cudpio.UdpCaps.GRO:
+            return
+        try:
+            _cudpio.set_gro(self._sock, True)
+        except OSError:
+            return
+        # The receive geometry (slot size) depends on GRO: bind the receiver again.
+        self._fast = (*fast[:3], _cudpio.payload_receiver(fast[0], self._sock, _BATCH))
 
     def _deadline(self) -> float | None:
         return None if self._timeout is None else time.monotonic() + self._timeout
@@ -625,6 +635,8 @@ class DtlsSocket:
         """Receive on the batched path until a payload arrives (or the connection ends, or
         the socket timeout passes).  With max_datagrams None, payloads go to the inbox
         (copied) and None is returned; otherwise the PayloadView, when it holds any."""
+        if self._gro:
+            self._enable_gro()
         fast = self._fast
         if fast is None:
             return None
