@@ -23,6 +23,11 @@ from .suites import Authentication, CipherSuite, suite_info
 from .tickets import TicketKeys
 from .verify import CaVerifier, CertificateVerifier, PinnedFingerprintVerifier
 
+_USABLE_SUITES_CACHE: dict[tuple[object, ...], tuple[int, ...]] = {}
+"""DtlsConfiguration.usable_cipher_suites's memo: its inputs -> the positions in
+`cipher_suites` of the usable suites (the answer is a pure function of the inputs)."""
+_USABLE_SUITES_CACHE_SIZE = 256
+
 _CS = CipherSuite
 SUPPORTED_CIPHER_SUITES: tuple[CipherSuite, ...] = (
     _CS.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
@@ -79,6 +84,11 @@ suites a PSK."""
 
 SUPPORTED_GROUPS: tuple[NamedGroup, ...] = (
     NamedGroup.x25519, NamedGroup.secp256r1, NamedGroup.secp384r1)
+
+# validate() runs once per Connection (a server makes one per handshake): build these once.
+_SUPPORTED_SUITE_SET = frozenset(SUPPORTED_CIPHER_SUITES)
+_SUPPORTED_GROUP_SET = frozenset(SUPPORTED_GROUPS)
+_SUPPORTED_VERSION_SET = frozenset(SUPPORTED_VERSIONS)
 
 
 class ClientAuth(Enum):
@@ -190,30 +200,58 @@ class DtlsConfiguration:
     it to an SSLKEYLOGFILE so Wireshark can decrypt captures.  Leave None in production."""
 
     def usable_cipher_suites(self) -> tuple[CipherSuite, ...]:
-        """`cipher_suites` narrowed to what our credentials allow, in order."""
-        has_psk = self.psk is not None if self.is_client else self.psk_lookup is not None
+        """`cipher_suites` narrowed to what our credentials allow, in order.
+
+        Called several times per handshake (validate, build_verifier, every hello built or
+        answered), and a server lists many suites: the answer is memoised in
+        `_USABLE_SUITES_CACHE`, keyed on every input it depends on (never on the object,
+        because a configuration is a mutable dataclass that may change between calls).
+        """
+        if self.is_client:
+            has_psk = self.psk is not None
+            # Certificate suites need a way to check the server's certificate.
+            credential: object = not self.verify_peer or bool(
+                self.verifier or self.pinned_sha256 or self.ca_certificates)
+        else:
+            has_psk = self.psk_lookup is not None
+            # A server's certificate suites follow its key: ECDSA suites for EC and Ed25519
+            # keys (RFC 8422 2, 5.1.3), RSA suites for RSA keys.
+            credential = None
+            if self.certificate_chain and self.private_key is not None:
+                credential = (Authentication.RSA if key_kind(self.private_key) is KeyKind.RSA
+                              else Authentication.ECDSA)
+        suites = tuple(self.cipher_suites)
+        try:
+            key = (self.is_client, has_psk, credential, DTLS1_2 in self.versions, suites)
+            picked = _USABLE_SUITES_CACHE.get(key)
+        except TypeError:  # unhashable odd input: compute, do not cache
+            return self._usable_cipher_suites(suites, has_psk, credential)
+        if picked is None:
+            usable = self._usable_cipher_suites(suites, has_psk, credential)
+            if len(_USABLE_SUITES_CACHE) >= _USABLE_SUITES_CACHE_SIZE:
+                _USABLE_SUITES_CACHE.clear()  # bounded: configurations are few in practice
+            # Positions, not the suites: 0xC02B and CipherSuite(0xC02B) make equal keys, and
+            # each configuration gets back its own objects.
+            _USABLE_SUITES_CACHE[key] = tuple(
+                i for i, s in enumerate(suites) if s in usable)
+            return usable
+        return tuple([suites[i] for i in picked])
+
+    def _usable_cipher_suites(self, suites: tuple[CipherSuite, ...], has_psk: bool,
+                              credential: object) -> tuple[CipherSuite, ...]:
+        """The uncached computation; `credential` is a client's "can check a certificate"
+        flag or a server's wanted Authentication (None: no certificate suites)."""
+        if self.is_client:
+            usable = tuple(s for s in suites
+                           if (has_psk if suite_info(s).uses_psk else credential))
+        else:
+            usable = tuple(s for s in suites
+                           if (has_psk if suite_info(s).uses_psk
+                               else suite_info(s).authentication is credential))
         if DTLS1_2 not in self.versions:
             # DTLS 1.0 only: the suites it can carry (RFC 4347 4.1: no AEAD, no SHA-256 PRF).
-            return tuple(s for s in self._usable_cipher_suites(has_psk)
-                         if suite_info(s).supports_version(DTLS1_0))
-        return self._usable_cipher_suites(has_psk)
-
-    def _usable_cipher_suites(self, has_psk: bool) -> tuple[CipherSuite, ...]:
-        if self.is_client:
-            # Certificate suites need a way to check the server's certificate.
-            has_certificates = not self.verify_peer or bool(
-                self.verifier or self.pinned_sha256 or self.ca_certificates)
-            return tuple(s for s in self.cipher_suites
-                         if (has_psk if suite_info(s).uses_psk else has_certificates))
-        # A server's certificate suites follow its key: ECDSA suites for EC and Ed25519
-        # keys (RFC 8422 2, 5.1.3), RSA suites for RSA keys.
-        wanted = None
-        if self.certificate_chain and self.private_key is not None:
-            wanted = (Authentication.RSA if key_kind(self.private_key) is KeyKind.RSA
-                      else Authentication.ECDSA)
-        return tuple(s for s in self.cipher_suites
-                     if (has_psk if suite_info(s).uses_psk
-                         else suite_info(s).authentication is wanted))
+            return tuple(s for s in usable if suite_info(s).supports_version(DTLS1_0))
+        return usable
 
     def build_verifier(self) -> CertificateVerifier | None:
         """The verifier these settings describe; None means "do not verify"."""
@@ -240,13 +278,13 @@ class DtlsConfiguration:
         """Raise ValueError for settings that cannot work (caller bugs, not peer errors)."""
         if self.private_key is not None:
             check_private_key(self.private_key)
-        unknown = set(self.cipher_suites) - set(SUPPORTED_CIPHER_SUITES)
+        unknown = set(self.cipher_suites) - _SUPPORTED_SUITE_SET
         if unknown or not self.cipher_suites:
             raise ValueError(f"cipher_suites must be a non-empty subset of "
                              f"{[s.name for s in SUPPORTED_CIPHER_SUITES]}")
-        if not self.groups or set(self.groups) - set(SUPPORTED_GROUPS):
+        if not self.groups or set(self.groups) - _SUPPORTED_GROUP_SET:
             raise ValueError(f"groups must be a non-empty subset of {list(SUPPORTED_GROUPS)}")
-        if not self.versions or set(self.versions) - set(SUPPORTED_VERSIONS):
+        if not self.versions or set(self.versions) - _SUPPORTED_VERSION_SET:
             raise ValueError("versions must be a non-empty subset of (DTLS1_2, DTLS1_0)")
         if self.session_cache_size < 0:
             raise ValueError("session_cache_size must be >= 0")

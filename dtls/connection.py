@@ -238,6 +238,7 @@ class Connection:
         "_alpn_protocol",
         "_app_read",
         "_certificate_request",
+        "_checked_hello",
         "_client_hello",
         "_client_hello_wire",
         "_client_random",
@@ -340,6 +341,9 @@ class Connection:
         self._peer_chain: tuple[bytes, ...] = ()
         self._peer_certificate: x509.Certificate | None = None
         self._certificate_request: CertificateRequest | None = None
+        # Listener: a ClientHello a DtlsServer front end already decoded and cookie-checked
+        # (see _receive_checked_client_hello); set only during that one call.
+        self._checked_hello: tuple[bytes, ClientHello, bool] | None = None
         self._version = DTLS1_2  # until the hellos settle it
 
         # Sessions (RFC 5246 7.4.1.2, RFC 5077).
@@ -452,6 +456,21 @@ class Connection:
                 self._resend_on_peer_retransmission(now)
         except AlertError as exc:
             self._fail(exc)
+
+    def _receive_checked_client_hello(self, data: bytes, addr: Address, now: float,
+                                      checked: tuple[bytes, ClientHello, bool]) -> None:
+        """`receive_datagram` for a listener fed by `dtls.server.DtlsServer`, which has
+        already decoded the ClientHello in `data` and checked its cookie (to route it):
+        `checked` is (hello body, decoded hello, cookie valid for `addr` at `now`).
+
+        Used only for a hello whose body is byte-for-byte the one decoded; every other
+        check (epoch, fragmentation, message_seq) still runs.  Saves a second decode and a
+        second cookie HMAC per hello on the server's handshake path."""
+        self._checked_hello = checked
+        try:
+            self.receive_datagram(data, addr, now)
+        finally:
+            self._checked_hello = None
 
     def handle_timer(self, now: float) -> None:
         """Call when `get_timer()` has passed: resend the flight or give up."""
@@ -622,7 +641,9 @@ class Connection:
             old, self._flight_state = self._flight_state, new
         else:
             old, self._state = self._state, new
-        if old is not new:
+        # ~20 calls per handshake: build the log arguments (enum .value is a descriptor
+        # call) only when DEBUG is on.
+        if old is not new and logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s %s: %s -> %s", "client" if self.is_client else "server",
                          type(new).__name__, old.value, new.value)
 
@@ -1012,11 +1033,14 @@ class Connection:
         self._expect_ticket = find_extension(msg.extensions, SessionTicket) is not None
         # RFC 8422 5.8: an Ed25519 CertificateVerify signs the messages themselves, so keep
         # them while the server may still ask for our Ed25519 certificate.
+        # Without a certificate of ours no CertificateVerify of ours can come: only the
+        # PRF's hash is ever asked for (see HandshakeTranscript's `only`).
         key = self.configuration.private_key
+        can_sign = bool(self.configuration.certificate_chain) and key is not None
         self._transcript = HandshakeTranscript(keep_messages=(
             negotiated.version == DTLS1_2 and self._suite.needs_certificate
-            and bool(self.configuration.certificate_chain) and key is not None
-            and key_kind(key) is KeyKind.ED25519))
+            and can_sign and key is not None
+            and key_kind(key) is KeyKind.ED25519), only=None if can_sign else self._prf)
         self._add_to_transcript(self._client_hello_wire)
         self._add_to_transcript(wire)
         offered = self._offered_session
@@ -1251,15 +1275,22 @@ class Connection:
                 self.stats["client_hello_message_seq"] += 1
                 continue
             body = bytes(fragment.body)
-            try:
-                hello = decode_handshake(HandshakeType.client_hello, body)
-            except AlertError:
-                # Nothing is authenticated yet and we hold no state: just drop it.
-                self.stats["malformed_client_hello"] += 1
-                continue
-            assert isinstance(hello, ClientHello)
-            signer = self.configuration.cookie_signer
-            if self.configuration.cookie_exchange and not signer.check(addr, hello, now):
+            checked = self._checked_hello
+            if checked is not None and checked[0] == body:
+                # The front end decoded these very bytes, for this address and time.
+                hello, cookie_ok = checked[1], checked[2]
+            else:
+                try:
+                    decoded = decode_handshake(HandshakeType.client_hello, body)
+                except AlertError:
+                    # Nothing is authenticated yet and we hold no state: just drop it.
+                    self.stats["malformed_client_hello"] += 1
+                    continue
+                assert isinstance(decoded, ClientHello)
+                hello = decoded
+                cookie_ok = not self.configuration.cookie_exchange or \
+                    self.configuration.cookie_signer.check(addr, hello, now)
+            if self.configuration.cookie_exchange and not cookie_ok:
                 self._send_hello_verify_request(hello, fragment.message_seq, header.seq,
                                                 addr, now)
                 continue
@@ -1350,8 +1381,11 @@ class Connection:
 
         # RFC 8422 5.8: keep the messages while the client may answer our CertificateRequest
         # with an Ed25519 certificate (its CertificateVerify signs them, not a digest).
+        # Without client authentication no CertificateVerify comes: only the PRF's hash is
+        # ever asked for (see HandshakeTranscript's `only`).
         self._transcript = HandshakeTranscript(keep_messages=(
-            self._version == DTLS1_2 and config.client_auth is not ClientAuth.NONE))
+            self._version == DTLS1_2 and config.client_auth is not ClientAuth.NONE),
+            only=self._prf if config.client_auth is ClientAuth.NONE else None)
         self._add_to_transcript(wire)
         if session is not None:
             self._transcript.drop_messages()  # abbreviated: no CertificateVerify

@@ -22,6 +22,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
@@ -94,6 +95,26 @@ _HASH_LENGTH = {PrfAlgorithm.MD5_SHA1: 16 + 20, PrfAlgorithm.SHA256: 32, PrfAlgo
 
 # --- PRF -----------------------------------------------------------------------------------
 
+_openssl_hmac_new: Any
+try:
+    import _hashlib
+    _openssl_hmac_new = _hashlib.hmac_new
+except ImportError:  # pragma: no cover - Python built without OpenSSL
+    _openssl_hmac_new = None
+
+
+def _hmac_new(key: bytes, digestmod: str) -> Any:
+    """A keyed HMAC to copy(): OpenSSL's HMAC object itself, whose copy() is C, where
+    hmac.HMAC.copy is Python that builds a new wrapper (the PRF copies the keyed HMAC
+    twice per output block, ~16 times per handshake).  Same HMAC, same bytes; hmac.new
+    (which falls back to its pure-Python HMAC) where OpenSSL lacks the digest."""
+    if _openssl_hmac_new is not None:
+        try:
+            return _openssl_hmac_new(key, digestmod=digestmod)
+        except ValueError:  # UnsupportedDigestmodError (e.g. MD5 under FIPS)
+            pass
+    return hmac.new(key, digestmod=digestmod)
+
 
 def p_hash(hash_name: str, secret: Buffer, seed: Buffer, length: int) -> bytes:
     """P_hash(secret, seed) truncated to `length` bytes (RFC 5246 5).
@@ -104,7 +125,7 @@ def p_hash(hash_name: str, secret: Buffer, seed: Buffer, length: int) -> bytes:
     """
     if not 0 <= length <= MAX_PRF_OUTPUT:
         raise ValueError(f"PRF output length {length} outside 0..{MAX_PRF_OUTPUT}")
-    keyed = hmac.new(bytes(secret), digestmod=hash_name)
+    keyed = _hmac_new(bytes(secret), digestmod=hash_name)
     seed = bytes(seed)
     out = bytearray()
     a = seed
@@ -180,16 +201,25 @@ class HandshakeTranscript:
     Ed25519 CertificateVerify (RFC 8422 5.8 with RFC 8032 pure EdDSA).  That copy is
     bounded by `limit` (InternalError past it) and should be dropped with
     `drop_messages` as soon as no CertificateVerify can need it.
+
+    With `only`, just the hash(es) of that one algorithm run: for a transcript started at
+    ServerHello, when the PRF is known and no CertificateVerify (which may sign with
+    another hash) can come.  Each message then costs one hash update instead of four;
+    `digest` of any other algorithm is an InternalError.
     """
 
-    __slots__ = ("_limit", "_md5", "_messages", "_sha1", "_sha256", "_sha384")
+    __slots__ = ("_limit", "_md5", "_messages", "_running", "_sha1", "_sha256", "_sha384")
 
     def __init__(self, *, keep_messages: bool = False,
-                 limit: int = MAX_KEPT_TRANSCRIPT) -> None:
-        self._md5 = hashlib.md5()
-        self._sha1 = hashlib.sha1()
-        self._sha256 = hashlib.sha256()
-        self._sha384 = hashlib.sha384()
+                 limit: int = MAX_KEPT_TRANSCRIPT, only: PrfAlgorithm | None = None) -> None:
+        every = only is None
+        md5_sha1 = every or only is PrfAlgorithm.MD5_SHA1
+        self._md5 = hashlib.md5() if md5_sha1 else None
+        self._sha1 = hashlib.sha1() if md5_sha1 else None
+        self._sha256 = hashlib.sha256() if every or only is PrfAlgorithm.SHA256 else None
+        self._sha384 = hashlib.sha384() if every or only is PrfAlgorithm.SHA384 else None
+        self._running: tuple[Any, ...] = tuple(
+            h for h in (self._md5, self._sha1, self._sha256, self._sha384) if h is not None)
         self._messages: bytearray | None = bytearray() if keep_messages else None
         self._limit = limit
 
@@ -201,16 +231,19 @@ class HandshakeTranscript:
                 raise InternalError(f"handshake messages exceed {self._limit} bytes, the "
                                     "most we keep for an Ed25519 CertificateVerify")
             self._messages += message
-        for h in (self._md5, self._sha1, self._sha256, self._sha384):
+        for h in self._running:
             h.update(message)
 
     def digest(self, algorithm: PrfAlgorithm) -> bytes:
         """The handshake hash so far, as `handshake_hash` would compute it."""
         if algorithm is PrfAlgorithm.MD5_SHA1:
+            if self._md5 is None or self._sha1 is None:
+                raise InternalError("this transcript does not run MD5 and SHA-1")
             return self._md5.copy().digest() + self._sha1.copy().digest()
-        if algorithm is PrfAlgorithm.SHA256:
-            return self._sha256.copy().digest()
-        return self._sha384.copy().digest()
+        h = self._sha256 if algorithm is PrfAlgorithm.SHA256 else self._sha384
+        if h is None:
+            raise InternalError(f"this transcript does not run {algorithm.value}")
+        return h.copy().digest()
 
     @property
     def keeps_messages(self) -> bool:
@@ -231,7 +264,8 @@ class HandshakeTranscript:
         """Free the hashes and kept messages once the handshake is over; `digest` then
         fails (nothing may hash handshake messages after the Finished messages)."""
         self._messages = None
-        self._md5 = self._sha1 = self._sha256 = self._sha384 = None  # type: ignore[assignment]
+        self._md5 = self._sha1 = self._sha256 = self._sha384 = None
+        self._running = (None,)  # update() then fails on None, as digest() does
 
     def __repr__(self) -> str:
         if self._messages is None:

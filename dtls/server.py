@@ -233,6 +233,8 @@ class DtlsServer:
         self.limits = limits if limits is not None else ServerLimits()
         self.limits.validate()
         self._listener = Connection(configuration)
+        # (ClientHello body, decoded hello, cookie valid) from _admit, for _to_listener.
+        self._checked_hello: tuple[bytes, ClientHello, bool] | None = None
         self._retired_listener_stats: Counter[str] = Counter()
         self._sessions: dict[Address, Session] = {}   # the current association per address
         self._successors: dict[Address, Session] = {}  # RFC 6347 4.2.8 new association
@@ -437,8 +439,9 @@ class DtlsServer:
         """Where one record goes: a Session, the listener, or None (dropped, counted)."""
         current = self._sessions.get(addr)
         successor = self._successors.get(addr)
-        hello = self._peek_client_hello(header, data)
-        if hello is not None:
+        peeked = self._peek_client_hello(header, data)
+        if peeked is not None:
+            body, hello = peeked
             # ClientHello at epoch 0: a retransmission for a handshake in progress, a
             # stale duplicate, or the start of a new association (RFC 6347 4.2.8).
             for session in (successor, current):
@@ -447,7 +450,7 @@ class DtlsServer:
                         self._drop("duplicate_client_hello")
                         return None
                     return session
-            return self._admit(hello, addr, now)
+            return self._admit(body, hello, addr, now)
         if current is None:
             if header.epoch == 0 and header.content_type == ContentType.HANDSHAKE:
                 return _LISTENER  # a malformed/fragmented hello: the listener counts it
@@ -462,8 +465,10 @@ class DtlsServer:
         return current
 
     @staticmethod
-    def _peek_client_hello(header: RecordHeader, data: bytes) -> ClientHello | None:
-        """The ClientHello in an unfragmented epoch-0 handshake record, else None."""
+    def _peek_client_hello(header: RecordHeader,
+                           data: bytes) -> tuple[bytes, ClientHello] | None:
+        """The ClientHello in an unfragmented epoch-0 handshake record, with its body (the
+        bytes decoded), else None."""
         if header.content_type != ContentType.HANDSHAKE or header.epoch != 0:
             return None
         start = header.offset + 13
@@ -477,17 +482,23 @@ class DtlsServer:
             if fragment.msg_type == HandshakeType.client_hello \
                     and fragment.fragment_offset == 0 \
                     and fragment.fragment_length == fragment.length:
+                body = bytes(fragment.body)
                 try:
-                    hello = decode_handshake(HandshakeType.client_hello, bytes(fragment.body))
+                    hello = decode_handshake(HandshakeType.client_hello, body)
                 except AlertError:
                     return None
-                return hello if isinstance(hello, ClientHello) else None
+                return (body, hello) if isinstance(hello, ClientHello) else None
         return None
 
-    def _admit(self, hello: ClientHello, addr: Address, now: float) -> Any:
-        """Listener for a ClientHello that is not a retransmission; None when refused."""
+    def _admit(self, body: bytes, hello: ClientHello, addr: Address, now: float) -> Any:
+        """Listener for a ClientHello that is not a retransmission; None when refused.
+
+        When it is the listener's, the decoded hello and the cookie verdict are kept in
+        `_checked_hello` for `_to_listener` to hand over: the listener then neither decodes
+        the hello again nor recomputes the cookie's HMAC."""
         config = self.configuration
         if config.cookie_exchange and not config.cookie_signer.check(addr, hello, now):
+            self._checked_hello = (body, hello, False)
             return _LISTENER  # answered with a HelloVerifyRequest, nothing stored
         # This hello would create a session: apply the limits first (cheap checks first,
         # the rate bucket last so that refused hellos do not consume tokens).
@@ -501,6 +512,7 @@ class DtlsServer:
         if not self._take_token(_source_key(addr), now):
             self._drop("rate_limited")
             return None
+        self._checked_hello = (body, hello, True)
         return _LISTENER
 
     def _take_token(self, source: Any, now: float) -> bool:
@@ -535,7 +547,13 @@ class DtlsServer:
 
     def _to_listener(self, chunk: bytes, addr: Address, now: float) -> None:
         listener = self._listener
-        listener.receive_datagram(chunk, addr, now)
+        # _route delivers a record it sent here at once, so a hello _admit checked belongs
+        # to this very datagram (same address and time); take it, so it is used only once.
+        checked, self._checked_hello = self._checked_hello, None
+        if checked is not None:
+            listener._receive_checked_client_hello(chunk, addr, now, checked)
+        else:
+            listener.receive_datagram(chunk, addr, now)
         if listener.peer_address is None:
             for datagram, to in listener.datagrams_to_send(now):
                 self.counters["hello_verify_requests"] += 1

@@ -250,6 +250,26 @@ def test_handshake_hash_and_transcript() -> None:
     assert t.digest(SHA256) == hashlib.sha256(data + b"more").digest()
 
 
+@pytest.mark.parametrize("only", ALL_PRFS, ids=lambda a: a.name)
+def test_transcript_running_one_algorithm(only) -> None:
+    """`only` runs just that algorithm's hash(es): the same digest, others refused."""
+    from dtls.alerts import InternalError
+    data = b"\x01" * 100 + b"\x0b" * 3000
+    t = keys.HandshakeTranscript(only=only)
+    t.update(data[:100])
+    t.update(data[100:])
+    assert t.digest(only) == keys.handshake_hash(only, data)
+    for other in ALL_PRFS:
+        if other is not only:
+            with pytest.raises(InternalError):
+                t.digest(other)
+    t.release()
+    with pytest.raises(InternalError):
+        t.digest(only)
+    with pytest.raises(AttributeError):
+        t.update(b"late")  # nothing may hash after release, as with every hash running
+
+
 # Expected split lengths per suite family, from RFC 5246 6.3 / RFC 5288 3 / RFC 7905 2 /
 # RFC 6655 (CCM: as GCM), written out here rather than read from Protection.
 _EXPECTED_LENGTHS = {  # (cipher, mac) -> (mac_key, key, fixed_iv)

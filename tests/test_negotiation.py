@@ -153,3 +153,33 @@ def test_extended_master_secret_can_be_made_optional() -> None:
     config = replace(CLIENT, require_extended_master_secret=False)
     n = check_server_hello(config, hello(), server_hello(extensions=[]))
     assert not n.extended_master_secret
+
+
+def test_usable_cipher_suites_follows_changes_to_the_configuration() -> None:
+    """The memo is keyed on the inputs, not the object: a configuration changed in place
+    gets the new answer."""
+    from dtls.config import _USABLE_SUITES_CACHE
+    from dtls.recordbase import DTLS1_0
+    psk_suite = CipherSuite.TLS_PSK_WITH_AES_128_GCM_SHA256
+    ecdsa_suite = CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+    config = DtlsConfiguration(cipher_suites=(psk_suite, ecdsa_suite), verify_peer=False)
+    assert config.usable_cipher_suites() == (ecdsa_suite,)
+    assert config.usable_cipher_suites() == (ecdsa_suite,)  # from the memo
+    assert _USABLE_SUITES_CACHE
+    config.psk = b"k" * 16
+    assert config.usable_cipher_suites() == (psk_suite, ecdsa_suite)
+    config.cipher_suites = (ecdsa_suite, psk_suite)
+    assert config.usable_cipher_suites() == (ecdsa_suite, psk_suite)
+    config.verify_peer = True  # nothing to check a certificate with: PSK only
+    assert config.usable_cipher_suites() == (psk_suite,)
+    config.cipher_suites = [ecdsa_suite, psk_suite]  # type: ignore[assignment]  # a list
+    assert config.usable_cipher_suites() == (psk_suite,)
+    config.versions = (DTLS1_0,)  # no AEAD suite in DTLS 1.0
+    assert config.usable_cipher_suites() == ()
+    # A server's certificate suites follow its key.
+    cert, key = make_certificate()
+    server = DtlsConfiguration(is_client=False, cipher_suites=(psk_suite, ecdsa_suite),
+                               certificate_chain=[cert], private_key=key)
+    assert server.usable_cipher_suites() == (ecdsa_suite,)
+    server.psk_lookup = {}.get
+    assert server.usable_cipher_suites() == (psk_suite, ecdsa_suite)

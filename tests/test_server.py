@@ -718,3 +718,57 @@ def test_smallest_client_hello_still_gets_no_more_bytes_back() -> None:
     server.receive_datagram(record, ("203.0.113.1", 4000), 1.0)
     [(hvr, _)] = server.datagrams_to_send()
     assert len(hvr) <= len(record), (len(hvr), len(record))
+
+
+# -- the front end hands its decoded ClientHello to the listener --------------------------
+
+def test_listener_reuses_the_front_ends_decoded_hello_and_cookie_check(monkeypatch) -> None:
+    """Each ClientHello is decoded once and its cookie HMAC computed once on the
+    DtlsServer path (the listener takes both from _admit), and the handshake is the same."""
+    from dtls import connection as connection_module
+    from dtls import server as server_module
+    from dtls.cookie import CookieSigner
+
+    decodes: list[int] = []
+    macs: list[int] = []
+    real_decode = connection_module.decode_handshake
+    real_mac = CookieSigner._mac
+
+    def counting_decode(msg_type: int, *args: Any, **kw: Any) -> Any:
+        decodes.append(msg_type)
+        return real_decode(msg_type, *args, **kw)
+
+    def counting_mac(secret: bytes, addr: Any, hello: Any) -> bytes:
+        macs.append(1)
+        return real_mac(secret, addr, hello)
+
+    monkeypatch.setattr(connection_module, "decode_handshake", counting_decode)
+    monkeypatch.setattr(server_module, "decode_handshake", counting_decode)
+    monkeypatch.setattr(CookieSigner, "_mac", staticmethod(counting_mac))
+    net = Net()
+    addr = ("198.51.100.7", 5000)
+    net.add_client(addr)
+    net.run(lambda: net.established(addr))
+    assert len(net.server_events(HandshakeCompleted, addr)) == 1
+    # Two hellos (cookieless, then with the cookie): one decode each, by the front end.
+    # (The client's connection module decodes server messages: those are not hellos.)
+    assert decodes.count(1) == 2
+    # One HMAC to make the cookie (HelloVerifyRequest), one to check it.
+    assert len(macs) == 2
+    assert net.server._checked_hello is None  # used once, then forgotten
+
+
+def test_checked_hello_for_other_bytes_is_ignored() -> None:
+    """A listener given a decoded hello that is not the datagram's decodes its own."""
+    from dtls.messages import decode_handshake
+
+    server = Connection(server_config())
+    datagram = cookieless_client_hello()
+    other = cookieless_client_hello()  # another random: other bytes
+    body = other[13 + 12:]
+    hello = decode_handshake(1, body)
+    server._receive_checked_client_hello(datagram, ("192.0.2.9", 1), 0.0, (body, hello, True))
+    # Its own hello has no cookie: answered with a HelloVerifyRequest, not bound.
+    assert server.peer_address is None
+    assert server.stats["hello_verify_request"] == 1
+    assert server._checked_hello is None
