@@ -345,8 +345,8 @@ class DtlsSocket:
             view = self.recv_many(max_datagrams)  # payloads already held, or no C path
             other.send_many([bytes(p) for p in view])
             return len(view)
-        deadline = self._deadline()
-        tried = False
+        deadline: float | None = None
+        waited = False
         while True:
             fast, out = self._fast, other._fast
             if fast is None or out is None:
@@ -365,38 +365,16 @@ class DtlsSocket:
                     # sequence numbers are spent), so send them as they are.
                     other._send_sealed([bytes(r.record(i)) for i in range(r.sent, len(r))])
             if r is not None and (r.others or r.refused or len(r)):
-                forwarded = len(r)
-                if r.others or r.refused or self.connection.holding_final_flight:
-                    with self._lock:
-                        now = time.monotonic()
-                        addr = self.connection.peer_address
-                        self.connection.receive_opened((), addr, now, application_data=forwarded,
-                                                       refused=r.refused)
-                        for raw in r.others:  # alerts, handshake, other epochs: as received
-                            self.connection.receive_datagram(raw, addr, now)
-                        self._flush()
-                        self._drain_events()
-                if forwarded:
-                    return forwarded
+                # Alerts, handshake records and other epochs come back raw: as received.
+                self._note_received(len(r), r.refused, raws=r.others)
+                if len(r):
+                    return len(r)
                 if self._terminated is not None:
                     raise self._error()
                 continue
             if self._terminated is not None:
                 raise self._error()
-            with self._lock:
-                timer = self.connection.get_timer()
-                now = time.monotonic()
-                if timer is not None and now >= timer:
-                    self.connection.handle_timer(now)
-                    self._flush()
-                    self._drain_events()
-                    continue
-            if deadline is not None and tried and time.monotonic() >= deadline:
-                if self._timeout == 0:
-                    raise BlockingIOError("no DTLS data available")
-                raise TimeoutError("timed out")
-            tried = True
-            self._wait(self._poll_in, deadline, timer)
+            deadline, waited = self._idle(deadline, waited)
 
     def _send_sealed(self, records: list[bytes]) -> None:
         """Send records sealed elsewhere (a relay batch), waiting for buffer space."""
@@ -657,18 +635,7 @@ class DtlsSocket:
                 self.connection.stats["icmp_refused"] += 1
                 view = None
             if view is not None and (view._n or view.others or view.refused):
-                if view.others or view.refused:
-                    with self._lock:
-                        self.connection.receive_opened(
-                            view.others, self.connection.peer_address, time.monotonic(),
-                            application_data=view._n, refused=view.refused)
-                        self._flush()
-                        self._drain_events()
-                elif self.connection.holding_final_flight:
-                    with self._lock:
-                        self.connection.receive_opened((), self.connection.peer_address,
-                                                       time.monotonic(),
-                                                       application_data=view._n)
+                self._note_received(view._n, view.refused, results=view.others)
                 k = view._n
                 if k:
                     inbox = self._inbox
@@ -683,29 +650,52 @@ class DtlsSocket:
                 continue
             if self._terminated is not None:
                 return None
-            # The timer is read without the lock (a read; the lock is taken only to act).
-            timer = self.connection.get_timer()
-            now = time.monotonic()
-            if timer is not None and now >= timer:
-                with self._lock:
-                    timer = self.connection.get_timer()
-                    if timer is not None and now >= timer:
-                        self.connection.handle_timer(now)
-                        self._flush()
-                        self._drain_events()
-                continue
-            # Nothing pending after a receive: the deadline counts from the first such
-            # (timeout 0 never polls: that receive was the non-blocking attempt).
-            if not waited:
-                if self._timeout == 0:
-                    raise BlockingIOError("no DTLS data available")
-                if self._timeout is not None:
-                    deadline = now + self._timeout
-            elif deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError("timed out")
-            waited = True
-            self._wait(self._poll_in, deadline, timer)
+            deadline, waited = self._idle(deadline, waited)
         return None
+
+    def _note_received(self, count: int, refused: Any, *, results: Any = (),
+                       raws: Any = ()) -> None:
+        """What a fast-path receive saw besides `count` accepted application payloads:
+        refusal counts, opened non-application records (`results`) and raw records
+        (`raws`) go to the connection, and accepted data ends a held final flight."""
+        connection = self.connection
+        if not (results or raws or refused or connection.holding_final_flight):
+            return
+        with self._lock:
+            now = time.monotonic()
+            addr = connection.peer_address
+            connection.receive_opened(results, addr, now, application_data=count,
+                                      refused=refused)
+            for raw in raws:
+                connection.receive_datagram(raw, addr, now)
+            self._flush()
+            self._drain_events()
+
+    def _idle(self, deadline: float | None, waited: bool) -> tuple[float | None, bool]:
+        """Nothing was pending: serve a due timer, else wait for the socket until the
+        timer or the socket timeout, which counts from the first idle pass (timeout 0
+        raises BlockingIOError there: the receive was the non-blocking attempt).
+        Returns the (deadline, waited) to pass next time; raises TimeoutError."""
+        # The timer is read without the lock (a read; the lock is taken only to act).
+        timer = self.connection.get_timer()
+        now = time.monotonic()
+        if timer is not None and now >= timer:
+            with self._lock:
+                timer = self.connection.get_timer()
+                if timer is not None and now >= timer:
+                    self.connection.handle_timer(now)
+                    self._flush()
+                    self._drain_events()
+            return deadline, waited
+        if not waited:
+            if self._timeout == 0:
+                raise BlockingIOError("no DTLS data available")
+            if self._timeout is not None:
+                deadline = now + self._timeout
+        elif deadline is not None and now >= deadline:
+            raise TimeoutError("timed out")
+        self._wait(self._poll_in, deadline, timer)
+        return deadline, True
 
     def _run(self, until: Callable[[], bool]) -> None:
         """Feed the connection datagrams and timer expiries until `until()` holds or the
@@ -776,18 +766,7 @@ def connect(address: tuple[str, int], config: DtlsConfiguration, *,
             sock.close()
             error = exc
             continue
-        try:
-            dtls_sock = DtlsSocket.wrap_client(sock, config, timeout=timeout)
-        except BaseException:
-            sock.close()
-            raise
-        if do_handshake_on_connect:
-            try:
-                dtls_sock.do_handshake()
-            except BaseException:
-                dtls_sock.close()
-                raise
-        return dtls_sock
+        return _wrapped(DtlsSocket.wrap_client, sock, config, timeout, do_handshake_on_connect)
     raise error if error is not None else OSError(f"getaddrinfo returned nothing for {host}")
 
 
@@ -812,12 +791,19 @@ def accept(address: tuple[str, int] | socket.socket, config: DtlsConfiguration, 
         except BaseException:
             sock.close()
             raise
+    return _wrapped(DtlsSocket.wrap_server, sock, config, timeout, do_handshake_on_connect)
+
+
+def _wrapped(wrap: Callable[..., DtlsSocket], sock: socket.socket, config: DtlsConfiguration,
+             timeout: float | None, do_handshake: bool) -> DtlsSocket:
+    """`wrap(sock, config, timeout=...)` (closing `sock` if that fails), then the handshake
+    if asked (closing the DtlsSocket if that fails): connect's and accept's common ending."""
     try:
-        dtls_sock = DtlsSocket.wrap_server(sock, config, timeout=timeout)
+        dtls_sock = wrap(sock, config, timeout=timeout)
     except BaseException:
         sock.close()
         raise
-    if do_handshake_on_connect:
+    if do_handshake:
         try:
             dtls_sock.do_handshake()
         except BaseException:
