@@ -659,6 +659,8 @@ def test_cdef_matches_udpio_header() -> None:
                  "DTLS_RELAY_ERRNO", "DTLS_RELAY_INFO", "DTLS_STATUS_SLOTS", "DTLS_ERR_OS_BASE",
                  "DTLS_UDP_GSO", "DTLS_GSO_MAX_BYTES"):
         assert getattr(lib, name) == defines[name], name
+    from dtls import _sockaddr  # the pure-Python address code sizes raw addresses alike
+    assert _sockaddr._ADDR_SIZE == lib.DTLS_ADDR_SIZE
 
 
 # ---- the bound one-record sender and batch receiver (DtlsSocket's established path) ----------
