@@ -433,8 +433,7 @@ class Connection:
             status = result.status
             if status is OpenStatus.OK:
                 if self._final_flight:
-                    self._flight, self._final_flight = None, False  # see _dispatch_record
-                    self._release_epoch0_writes()
+                    self._final_flight_acknowledged()
                 self._event(ApplicationData(bytes(result.payload)))
                 return
             if status is not OpenStatus.MALFORMED and status is not OpenStatus.BAD_EPOCH:
@@ -451,9 +450,7 @@ class Connection:
                 self._replay_deferred(addr, now)
                 if self._closed:
                     return
-            if self._retransmit_requested:
-                self._retransmit_requested = False
-                self._resend_on_peer_retransmission(now)
+            self._answer_peer_resend(now)
         except AlertError as exc:
             self._fail(exc)
 
@@ -577,8 +574,7 @@ class Connection:
             self.stats["wrong_address"] += 1
             return
         if application_data and self._final_flight:
-            self._flight, self._final_flight = None, False
-            self._release_epoch0_writes()
+            self._final_flight_acknowledged()
         if refused:
             for status, count in refused.items():
                 if status != OpenStatus.BAD_EPOCH:
@@ -602,9 +598,7 @@ class Connection:
                         self._count_refused(result.status, result.epoch)
                 if self._closed:
                     return
-            if self._retransmit_requested:
-                self._retransmit_requested = False
-                self._resend_on_peer_retransmission(now)
+            self._answer_peer_resend(now)
         except AlertError as exc:
             self._fail(exc)
 
@@ -831,10 +825,7 @@ class Connection:
         elif content_type == ContentType.APPLICATION_DATA:
             if self._state is HandshakeState.ESTABLISHED and header.epoch == self._peer_epoch:
                 if self._final_flight:
-                    # Authenticated data under the new keys: the peer has our Finished,
-                    # so it will never ask for the final flight again (RFC 6347 4.2.4).
-                    self._flight, self._final_flight = None, False
-                    self._release_epoch0_writes()
+                    self._final_flight_acknowledged()
                 self._event(ApplicationData(payload))
             else:
                 self.stats["early_application_data"] += 1
@@ -1642,9 +1633,24 @@ class Connection:
         if not self._final_flight:
             self._release_epoch0_writes()
 
+    def _answer_peer_resend(self, now: float) -> None:
+        """After a datagram's records: if one was the peer resending its previous flight,
+        resend ours (once per datagram, however many of its records were resends)."""
+        if self._retransmit_requested:
+            self._retransmit_requested = False
+            self._resend_on_peer_retransmission(now)
+
+    def _final_flight_acknowledged(self) -> None:
+        """Authenticated application data under the new keys: the peer has our Finished, so
+        it will never ask for the final flight again (RFC 6347 4.2.4).  Drop the flight and,
+        with nothing left to write at epoch 0, its write state.  (Epoch 0 is still read, so
+        stray plaintext records are counted as before.)"""
+        self._flight, self._final_flight = None, False
+        self._release_epoch0_writes()
+
     def _release_epoch0_writes(self) -> None:
         """Established with no final flight left to resend: nothing is written at epoch 0
-        any more.  (Epoch 0 is still read, so stray plaintext records are counted as before.)"""
+        any more."""
         if self._write_epoch > 0:
             self._write_states.pop(0, None)
 
